@@ -1,0 +1,51 @@
+# neurotrain_hf: `make train` and `make test` bootstrap .venv themselves.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.install-stamp
+CONFIG ?= recipes/configs/digits_cnn.toml
+export HF_HUB_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+export HF_EVALUATE_OFFLINE ?= 1
+export HF_UPDATE_DOWNLOAD_COUNTS ?= 0
+export GRADIO_ANALYTICS_ENABLED ?= False
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: install train test test-fast lint format bench docs clean
+
+# Reinstalls only when pyproject.toml changes (the stamp is newer otherwise).
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch/torchvision pinned together: these builds import side by side (see docs/install.md).
+	$(BIN)/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+train: install
+	$(BIN)/python recipes/train_classification.py $(CONFIG)
+
+test: install
+	$(BIN)/python -m pytest -q tests
+
+test-fast: install
+	$(BIN)/python -m pytest -q tests -m "not slow"
+
+lint: install
+	$(BIN)/ruff check neurotrain_hf recipes tests benchmarks
+	$(BIN)/ruff format --check neurotrain_hf recipes tests benchmarks
+
+format: install
+	$(BIN)/ruff format neurotrain_hf recipes tests benchmarks
+	$(BIN)/ruff check --fix neurotrain_hf recipes tests benchmarks
+
+bench: install
+	$(BIN)/python benchmarks/trainer_overhead.py
+
+docs: install
+	$(BIN)/python -m neurotrain_hf.config.reference > docs/configuration.md
+
+clean:
+	rm -rf runs .pytest_cache .ruff_cache

@@ -1,0 +1,53 @@
+"""neurotrain_hf: NeuroTrain on the Hugging Face stack.
+
+The original NeuroTrain entry points are importable from here; heavy modules load on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "get_config": "neurotrain_hf.config",
+    "get_config_value": "neurotrain_hf.config",
+    "load_config": "neurotrain_hf.config",
+    "ExperimentConfig": "neurotrain_hf.config",
+    "get_model": "neurotrain_hf.models",
+    "list_models": "neurotrain_hf.models",
+    "register_model": "neurotrain_hf.models",
+    "get_dataset": "neurotrain_hf.data",
+    "get_train_dataset": "neurotrain_hf.data",
+    "get_valid_dataset": "neurotrain_hf.data",
+    "get_test_dataset": "neurotrain_hf.data",
+    "get_train_valid_test_dataloader": "neurotrain_hf.data",
+    "random_sample": "neurotrain_hf.data",
+    "list_datasets": "neurotrain_hf.data",
+    "register_dataset": "neurotrain_hf.data",
+    "register_loss": "neurotrain_hf.losses",
+    "list_losses": "neurotrain_hf.losses",
+    "build_loss": "neurotrain_hf.losses",
+    "list_metrics": "neurotrain_hf.metrics",
+    "register_metric": "neurotrain_hf.metrics",
+    "NeuroTrainer": "neurotrain_hf.trainer",
+    "NeuroTrainingArguments": "neurotrain_hf.trainer",
+    "ClassificationConfig": "neurotrain_hf.tasks.classification_config",
+    "ClassificationTrainer": "neurotrain_hf.tasks.classification_trainer",
+    "Tester": "neurotrain_hf.tester",
+    "Predictor": "neurotrain_hf.predictor",
+}
+# NeuroTrain's role names: ``Trainer`` is the task trainer base.
+_ALIASES = {"Trainer": ("neurotrain_hf.trainer", "NeuroTrainer")}
+
+__all__ = sorted([*_EXPORTS, *_ALIASES])
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    if name in _ALIASES:
+        module, attr = _ALIASES[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'neurotrain_hf' has no attribute {name!r}")

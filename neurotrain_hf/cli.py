@@ -1,0 +1,214 @@
+"""The ``neurotrain`` command: train, check, convert, test, predict, list, env.
+
+Heavy libraries are imported inside the subcommands that need them. Errors in user input print one
+line (``error: <file>: <key>: <what>``) and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from .errors import NeuroTrainError
+
+LIST_KINDS = ("models", "datasets", "losses", "metrics", "tasks")
+
+
+def _registry_names(kind: str) -> list[str]:
+    if kind == "models":
+        from .models import MODELS
+
+        return MODELS.list() + [f"{p}/<name>" for p in MODELS.prefixes()]
+    if kind == "datasets":
+        from .data import list_datasets
+
+        return list_datasets()
+    if kind == "losses":
+        from .losses import list_losses
+
+        return list_losses()
+    if kind == "metrics":
+        from .metrics import list_metrics
+
+        return list_metrics()
+    from .tasks import list_tasks
+
+    return list_tasks()
+
+
+def config_help(task: str = "classification") -> str:
+    """Every section's options with their help texts, from HfArgumentParser."""
+    from .config.parser import NeuroArgumentParser
+    from .config.sections import SECTIONS
+    from .tasks import get_task
+
+    parts = ["Experiment options: set them in the file's [section] or override with --section.key VALUE.\n"]
+    sections = {**SECTIONS, "training": get_task(task).config_class()}
+    for name, cls in sections.items():
+        text = NeuroArgumentParser(cls, prog=f"[{name}]", add_help=False).format_help()
+        text = text.replace("--", f"--{name}.")
+        parts.append(f"\n== [{name}] ({cls.__name__}) ==\n{text}")
+    return "".join(parts)
+
+
+def setup_logging() -> None:
+    level = os.environ.get("NEUROTRAIN_LOG_LEVEL", "INFO").upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    import transformers
+
+    transformers.logging.set_verbosity_warning()
+
+
+def run_training(config_path: str, overrides: list[str]) -> dict:
+    """Load a config, run its task, and print the run folder and headline metrics (main process)."""
+    from .config import load_config, set_config
+    from .tasks import get_task
+
+    config = load_config(config_path, overrides)
+    set_config(config)
+    report = get_task(config.basic.task).run_function()(config)
+    if int(os.environ.get("RANK", "0")) == 0:
+        test = report.get("test", {})
+        headline = {k: round(v, 4) for k, v in test.items() if isinstance(v, float)}
+        print(f"run folder: {report['run_dir']}")
+        print(f"test metrics: {json.dumps(headline)}")
+    return report
+
+
+def recipe_main(task: str, argv: list[str] | None = None) -> int:
+    """Entry point of ``recipes/train_<task>.py CONFIG [--section.key VALUE ...]``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(f"usage: train_{task}.py CONFIG [--section.key VALUE ...]\n")
+        print(config_help(task))
+        return 0
+    setup_logging()
+    try:
+        run_training(argv[0], argv[1:])
+    except NeuroTrainError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return 0
+
+
+def _cmd_check(args) -> int:
+    from .config import load_config
+
+    config = load_config(args.config, args.overrides)
+    print(f"{args.config}: ok (task {config.basic.task}, run folder {config.run_dir})")
+    return 0
+
+
+def _cmd_convert(args) -> int:
+    from .config import dumps_config, read_config_file, write_config_file
+    from .config.experiment import build_config
+
+    data = read_config_file(args.config)
+    build_config(data, source=args.config)  # validate before converting
+    if args.output:
+        write_config_file(data, args.output)
+    else:
+        sys.stdout.write(dumps_config(data, args.to))
+    return 0
+
+
+def _cmd_test(args) -> int:
+    from .config import load_config
+    from .tester import Tester
+
+    result = Tester(load_config(args.config, args.overrides)).run()
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def _cmd_predict(args) -> int:
+    from PIL import Image
+
+    from .predictor import Predictor
+
+    predictor = Predictor.from_pretrained(args.model)
+    for path, pred in zip(args.images, predictor.predict([Image.open(p) for p in args.images])):
+        print(json.dumps({"image": path, "label": pred["label"], "label_name": pred["label_name"],
+                          "score": round(pred["score"], 6)}))
+    return 0
+
+
+def _cmd_env(args) -> int:
+    import importlib.metadata as md
+    import platform
+
+    print(f"python: {platform.python_version()} ({platform.platform()})")
+    for pkg in ("neurotrain-hf", "torch", "torchvision", "transformers", "datasets", "evaluate", "accelerate",
+                "huggingface_hub", "timm", "safetensors", "peft", "monai", "deepspeed", "gradio"):
+        try:
+            print(f"{pkg}: {md.version(pkg)}")
+        except md.PackageNotFoundError:
+            print(f"{pkg}: not installed")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="neurotrain", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("train", help="train from a config file", add_help=False)
+    p.add_argument("config", nargs="?")
+    p.add_argument("overrides", nargs=argparse.REMAINDER)
+    p = sub.add_parser("check", help="validate a config without training")
+    p.add_argument("config")
+    p.add_argument("overrides", nargs=argparse.REMAINDER)
+    p = sub.add_parser("convert", help="convert a config between toml, yaml and json")
+    p.add_argument("config")
+    p.add_argument("--to", choices=("toml", "yaml", "json"), required=True)
+    p.add_argument("-o", "--output", help="write here instead of stdout (format from --to)")
+    p = sub.add_parser("test", help="evaluate a trained run on its test split")
+    p.add_argument("config", help="the run folder's config.toml (or the experiment file)")
+    p.add_argument("overrides", nargs=argparse.REMAINDER)
+    p = sub.add_parser("predict", help="predict images with a model or run folder")
+    p.add_argument("model")
+    p.add_argument("images", nargs="+")
+    p = sub.add_parser("list", help="list registered names")
+    p.add_argument("kind", choices=LIST_KINDS)
+    p.add_argument("pattern", nargs="?", default="*")
+    sub.add_parser("env", help="print versions for bug reports")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    if args.command == "train":
+        rest = [args.config, *args.overrides] if args.config else ["--help"]
+        return recipe_main("classification", rest) if rest[0] in ("-h", "--help") else _train(rest)
+    if args.command == "list":
+        import fnmatch
+
+        names = [n for n in _registry_names(args.kind) if fnmatch.fnmatchcase(n, args.pattern)]
+        print("\n".join(names))
+        return 0
+    handlers = {"check": _cmd_check, "convert": _cmd_convert, "test": _cmd_test, "predict": _cmd_predict,
+                "env": _cmd_env}
+    try:
+        if args.command == "convert" and args.output:
+            Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        return handlers[args.command](args)
+    except NeuroTrainError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+def _train(argv: list[str]) -> int:
+    setup_logging()
+    try:
+        run_training(argv[0], argv[1:])
+    except NeuroTrainError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

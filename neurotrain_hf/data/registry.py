@@ -1,0 +1,30 @@
+"""Dataset registry: ``register_dataset(name)`` decorates a builder ``(DatasetConfig) -> DatasetSource``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import datasets
+
+from ..config.sections import DatasetConfig
+from ..registry import Registry
+
+
+@dataclass
+class DatasetSource:
+    """What a builder returns: the raw splits (``train``/``valid``/``test``, any subset) and defaults."""
+
+    splits: datasets.DatasetDict
+    mean: Sequence[float] | None = None
+    std: Sequence[float] | None = None
+    image_column: str = "image"
+    label_column: str = "label"
+
+
+DATASETS: Registry[Callable[[DatasetConfig], DatasetSource]] = Registry("dataset")
+register_dataset = DATASETS.register
+
+
+def list_datasets(pattern: str = "*") -> list[str]:
+    return DATASETS.list(pattern)

@@ -1,0 +1,76 @@
+"""Metric registry: metric names chosen in the config, grouped into streaming accumulator families.
+
+A family (e.g. ``classification``) is one accumulator computing several metrics from one state;
+``register_metric(name, family)`` makes a name selectable, ``build_metrics(names, ...)`` returns a
+``StreamingMetrics`` that feeds each family once per batch and keeps only the requested keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..errors import ConfigError
+from ..registry import Registry
+
+FAMILIES: Registry[Callable[..., Any]] = Registry("metric family")
+METRICS: Registry[str] = Registry("metric")
+
+
+def register_family(name: str):
+    return FAMILIES.register(name)
+
+
+def register_metric(name: str, family: str) -> None:
+    METRICS.register(name)(family)
+
+
+def list_metrics(pattern: str = "*") -> list[str]:
+    return METRICS.list(pattern)
+
+
+def get_metric(name: str) -> str:
+    """The family computing ``name``."""
+    return METRICS.get(name)
+
+
+class StreamingMetrics:
+    """Per-batch update, one compute at the end; memory bounded by the families' state, not the data."""
+
+    def __init__(self, names: Sequence[str], **options: Any) -> None:
+        self.names = list(names)
+        groups: dict[str, list[str]] = {}
+        for name in self.names:
+            try:
+                groups.setdefault(get_metric(name), []).append(name)
+            except KeyError as exc:
+                raise ConfigError(f"[training] metrics: {exc}") from None
+        self.families = {fam: (FAMILIES.get(fam)(**options), keys) for fam, keys in groups.items()}
+
+    def reset(self) -> None:
+        for acc, _ in self.families.values():
+            acc.reset()
+
+    def update(self, predictions, references) -> None:
+        for acc, _ in self.families.values():
+            acc.update(predictions, references)
+
+    def compute(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for acc, keys in self.families.values():
+            out.update(acc.compute(keys))
+        return out
+
+    def family(self, name: str) -> Any:
+        return self.families[name][0]
+
+
+def _classification_family(num_labels: int, top_k=(1, 3, 5), average: str = "macro", keep_scores: bool = True):
+    from .classification import ClassificationAccumulator
+
+    return ClassificationAccumulator(num_labels, top_k=top_k, average=average, keep_scores=keep_scores)
+
+
+register_family("classification")(_classification_family)
+for _name in ("accuracy", "precision", "recall", "f1", "auc", "top1", "top3", "top5"):
+    register_metric(_name, "classification")

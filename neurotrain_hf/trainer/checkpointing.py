@@ -1,0 +1,93 @@
+"""Crash-safe checkpoints: a checkpoint counts only once its completion marker is written, last, by rank 0.
+
+A process killed while saving leaves a folder without the marker; ``last_good_checkpoint`` skips it,
+so resuming (and the Tester's ``checkpoint = "last"``) always loads a complete one. Final model folders
+are written to a staging folder and renamed into place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+COMPLETE_MARKER = "neurotrain_complete.json"
+_CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_json_atomic(path: str | Path, data: dict) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, default=str)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def mark_complete(checkpoint: str | Path, step: int) -> None:
+    """Flush the checkpoint's files to disk, then write the marker."""
+    checkpoint = Path(checkpoint)
+    for file in checkpoint.rglob("*"):
+        if file.is_file():
+            with open(file, "rb+") as f:
+                os.fsync(f.fileno())
+    write_json_atomic(checkpoint / COMPLETE_MARKER, {"step": step, "time": time.time()})
+
+
+def is_complete(checkpoint: str | Path) -> bool:
+    return (Path(checkpoint) / COMPLETE_MARKER).is_file()
+
+
+def checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
+    """All ``checkpoint-N`` folders, sorted by step."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in run_dir.iterdir() if p.is_dir() and (m := _CHECKPOINT_RE.match(p.name))]
+    return sorted(found)
+
+
+def last_good_checkpoint(run_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint, or None."""
+    good = [p for _, p in checkpoints(run_dir) if is_complete(p)]
+    return good[-1] if good else None
+
+
+def remove_incomplete(run_dir: str | Path) -> list[Path]:
+    """Delete checkpoint folders a crash left half-written; returns what was removed."""
+    removed = []
+    for _, path in checkpoints(run_dir):
+        if not is_complete(path):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def replace_dir_atomic(staging: str | Path, final: str | Path) -> None:
+    """Move a fully written ``staging`` folder to ``final``, replacing an older one."""
+    staging, final = Path(staging), Path(final)
+    old = final.with_name(f".{final.name}.old")
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+    os.replace(staging, final)
+    _fsync_dir(final.parent)
+    shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,110 @@
+"""``NeuroTrainingArguments``: the ``[training]`` fields every task shares, on top of ``TrainingArguments``."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+from ..errors import ConfigError
+
+
+@dataclass
+class NeuroTrainingArguments(TrainingArguments):
+    """TrainingArguments plus losses by name, metrics by name, early stopping and run-folder extras.
+
+    Re-defaults: evaluate and save every epoch, keep the best checkpoint, stream evaluation metrics
+    (``batch_eval_metrics``), keep dataset columns, log every 10 steps.
+    """
+
+    batch_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "NeuroTrain batch size per device: the default for per_device_train_batch_size and "
+            "per_device_eval_batch_size.",
+            "min": 1,
+        },
+    )
+    loss: str = field(
+        default="ce",
+        metadata={"help": "Loss name from the registry, or a sum such as `ce+focal`; `neurotrain list losses`."},
+    )
+    loss_weights: list[float] | None = field(
+        default=None, metadata={"help": "Weights of the terms of a summed loss (default: all 1.0)."}
+    )
+    class_weights: list[float] | None = field(
+        default=None, metadata={"help": "Per-class weights for cross-entropy and focal losses."}
+    )
+    focal_gamma: float = field(default=2.0, metadata={"help": "Focusing parameter of the focal loss.", "min": 0.0})
+    metrics: list[str] | None = field(
+        default=None,
+        metadata={"help": "Evaluation metrics by name (default: the task's); `neurotrain list metrics`."},
+    )
+    early_stopping_patience: int | None = field(
+        default=None,
+        metadata={
+            "help": "Stop after this many evaluations without improvement of metric_for_best_model "
+            "(direction: greater_is_better); unset disables early stopping.",
+            "min": 1,
+        },
+    )
+    early_stopping_threshold: float = field(
+        default=0.0, metadata={"help": "Minimum improvement (min_delta) that counts for early stopping.", "min": 0.0}
+    )
+    stop_on_nonfinite_loss: bool = field(
+        default=True,
+        metadata={"help": "Stop with a clear error when the training loss is NaN/inf; the last good checkpoint stays."},
+    )
+    monitor_resources: bool = field(
+        default=True, metadata={"help": "Log throughput, CPU RAM and GPU memory with the training logs."}
+    )
+    plots: bool = field(default=True, metadata={"help": "Write training-curve and confusion-matrix PNGs."})
+
+    # Re-defaulted TrainingArguments fields.
+    eval_strategy: str = field(default="epoch", metadata={"help": "When to evaluate: `no`, `steps` or `epoch`."})
+    save_strategy: str = field(
+        default="epoch", metadata={"help": "When to save a checkpoint: `no`, `steps`, `epoch` or `best`."}
+    )
+    logging_steps: float = field(default=10, metadata={"help": "Log every N optimizer steps."})
+    save_total_limit: int | None = field(
+        default=2, metadata={"help": "Checkpoints to keep (the best one is always kept)."}
+    )
+    load_best_model_at_end: bool = field(
+        default=True, metadata={"help": "Load the best checkpoint when training ends (needs evaluation)."}
+    )
+    batch_eval_metrics: bool = field(
+        default=True, metadata={"help": "Stream metric state batch by batch instead of keeping all logits."}
+    )
+    remove_unused_columns: bool = field(
+        default=False, metadata={"help": "Drop dataset columns the model's forward does not name."}
+    )
+
+    def __post_init__(self) -> None:
+        if self.batch_size is None:
+            self.batch_size = self.per_device_train_batch_size
+        elif self.batch_size != self.per_device_train_batch_size:
+            raise ConfigError(
+                f"batch_size = {self.batch_size} conflicts with per_device_train_batch_size = "
+                f"{self.per_device_train_batch_size}; set one of them"
+            )
+        if str(self.eval_strategy) == "no":
+            self.load_best_model_at_end = False
+        if self.early_stopping_patience is not None and str(self.eval_strategy) == "no":
+            raise ConfigError("early_stopping_patience needs evaluation: set eval_strategy to `epoch` or `steps`")
+        fix_cpu_multiprocess(self)
+        super().__post_init__()
+
+
+def fix_cpu_multiprocess(args: TrainingArguments) -> None:
+    """Launched with WORLD_SIZE > 1 and no GPU: turn on ``use_cpu`` so ranks form one gloo group.
+
+    Without it each process trains alone on the full data and nothing warns (see docs/distributed.md).
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() in ("1", "true")
+    if world > 1 and not args.use_cpu and not deepspeed:
+        import torch
+
+        if not torch.cuda.is_available():
+            args.use_cpu = True
