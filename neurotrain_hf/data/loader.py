@@ -1,9 +1,11 @@
-"""A datasets-backed loader that fetches whole batches: one Arrow ``take`` and one transform per batch.
+"""A datasets-backed loader that fetches whole batches: one gather and one transform per batch.
 
 ``BatchFetchDataset`` implements ``__getitems__``, which PyTorch's DataLoader calls with a batch of
-indices; it reads them through a zero-copy ``numpy`` view of the ``datasets.Dataset`` and applies the
-split's ``set_transform`` transform to the whole batch. Samplers, sharding and resumption stay the
-DataLoader's and Accelerate's.
+indices. Fixed-shape columns (``Array2D``..``Array5D``, numeric ``Value``/``ClassLabel``) are read
+through zero-copy numpy views of the dataset's Arrow buffers (memory-mapped when the dataset is on
+disk), so a batch costs one numpy gather; other columns (``Image``, strings) go through a ``numpy``
+formatted view of the ``datasets.Dataset``. The split's ``set_transform`` transform is then applied to
+the whole batch. Samplers, sharding and resumption stay the DataLoader's and Accelerate's.
 """
 
 from __future__ import annotations
@@ -11,7 +13,11 @@ from __future__ import annotations
 from typing import Any
 
 import datasets
+import numpy as np
+import pyarrow as pa
 import torch
+
+_ARRAY_FEATURES = (datasets.Array2D, datasets.Array3D, datasets.Array4D, datasets.Array5D)
 
 
 def dataset_transform(ds: datasets.Dataset):
@@ -20,20 +26,95 @@ def dataset_transform(ds: datasets.Dataset):
     return fmt["format_kwargs"].get("transform") if fmt.get("type") == "custom" else None
 
 
+class ColumnView:
+    """Zero-copy numpy views of one fixed-shape Arrow column (one per chunk) with a batched gather."""
+
+    def __init__(self, chunks: list[np.ndarray]) -> None:
+        self.chunks = chunks
+        self.starts = np.cumsum([0] + [len(c) for c in chunks])[:-1]
+
+    @classmethod
+    def from_column(cls, column: pa.ChunkedArray, feature: Any) -> ColumnView | None:
+        """None when the column is not fixed-shape numeric or has nulls."""
+        arrays = []
+        for chunk in column.chunks:
+            if chunk.null_count:
+                return None
+            if isinstance(feature, _ARRAY_FEATURES):
+                values = chunk.storage
+                for _ in feature.shape:
+                    values = values.flatten()
+                if values.null_count:
+                    return None
+                arrays.append(values.to_numpy(zero_copy_only=True).reshape(len(chunk), *feature.shape))
+            elif isinstance(feature, (datasets.ClassLabel, datasets.Value)) and (
+                pa.types.is_integer(chunk.type) or pa.types.is_floating(chunk.type)
+            ):
+                arrays.append(chunk.to_numpy(zero_copy_only=True))
+            else:
+                return None
+        return cls(arrays)
+
+    def gather(self, rows: np.ndarray) -> np.ndarray:
+        if len(self.chunks) == 1:
+            return self.chunks[0][rows]
+        which = np.searchsorted(self.starts, rows, side="right") - 1
+        out = np.empty((len(rows), *self.chunks[0].shape[1:]), dtype=self.chunks[0].dtype)
+        for c in np.unique(which):
+            mask = which == c
+            out[mask] = self.chunks[c][rows[mask] - self.starts[c]]
+        return out
+
+
+def _fixed_views(dataset: datasets.Dataset, columns: list[str]) -> dict[str, ColumnView] | None:
+    table = dataset.data.table
+    views = {}
+    for name in columns:
+        view = ColumnView.from_column(table.column(name), dataset.features[name])
+        if view is None:
+            return None
+        views[name] = view
+    return views
+
+
+def _row_mapping(dataset: datasets.Dataset) -> np.ndarray | None:
+    """Row numbers behind a ``select``/``shuffle``/``train_test_split`` indices mapping, if any."""
+    indices = getattr(dataset, "_indices", None)
+    if indices is None:
+        return None
+    return indices.column(0).to_numpy()
+
+
 class BatchFetchDataset(torch.utils.data.Dataset):
     """Map-style torch dataset over a ``datasets.Dataset``, reading batches instead of rows."""
 
     def __init__(self, dataset: datasets.Dataset) -> None:
         self.dataset = dataset
         self.transform = dataset_transform(dataset)
-        columns = dataset.format.get("columns") or dataset.column_names
-        self._view = dataset.with_format("numpy", columns=columns)
+        self.columns = list(dataset.format.get("columns") or dataset.column_names)
+        self._views = _fixed_views(dataset, self.columns)
+        self._rows = _row_mapping(dataset) if self._views is not None else None
+        self._formatted = None if self._views is not None else dataset.with_format("numpy", columns=self.columns)
+
+    @property
+    def zero_copy(self) -> bool:
+        """True when batches come from zero-copy Arrow views (no per-row formatting)."""
+        return self._views is not None
 
     def __len__(self) -> int:
         return len(self.dataset)
 
+    def fetch(self, indices: list[int]) -> dict[str, Any]:
+        """The raw (untransformed) columns of ``indices``."""
+        if self._views is None:
+            return self._formatted[list(indices)]
+        rows = np.asarray(indices, dtype=np.int64)
+        if self._rows is not None:
+            rows = self._rows[rows]
+        return {name: view.gather(rows) for name, view in self._views.items()}
+
     def __getitems__(self, indices: list[int]) -> dict[str, Any]:
-        batch = self._view[list(indices)]
+        batch = self.fetch(indices)
         return self.transform(batch) if self.transform is not None else batch
 
     def __getitem__(self, index: int) -> dict[str, Any]:
