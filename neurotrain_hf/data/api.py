@@ -7,6 +7,7 @@ by ``set_transform`` (random operations on ``train`` only).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import datasets
@@ -20,6 +21,7 @@ from .registry import DATASETS, DatasetSource
 from .transforms import ImageBatchTransform, stack_images
 
 SPLITS = ("train", "valid", "test")
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -61,7 +63,11 @@ def _split(dsd: datasets.DatasetDict, cfg: DatasetConfig, seed: int) -> datasets
     for target, ratio in (("test", cfg.test_ratio), ("valid", cfg.valid_ratio)):
         if target in out or ratio <= 0:
             continue
-        parts = out["train"].train_test_split(test_size=ratio, seed=seed, stratify_by_column="label")
+        try:
+            parts = out["train"].train_test_split(test_size=ratio, seed=seed, stratify_by_column="label")
+        except ValueError as exc:  # too few samples per class to stratify
+            logger.warning("[dataset] %s: %s split not stratified (%s)", cfg.name, target, exc)
+            parts = out["train"].train_test_split(test_size=ratio, seed=seed)
         out["train"], out[target] = parts["train"], parts["test"]
     if cfg.max_samples:
         out = {k: v.select(range(min(cfg.max_samples, len(v)))) for k, v in out.items()}

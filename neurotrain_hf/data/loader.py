@@ -17,6 +17,8 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from .transforms import ImageBatchTransform
+
 _ARRAY_FEATURES = (datasets.Array2D, datasets.Array3D, datasets.Array4D, datasets.Array5D)
 
 
@@ -88,8 +90,10 @@ def _row_mapping(dataset: datasets.Dataset) -> np.ndarray | None:
 class BatchFetchDataset(torch.utils.data.Dataset):
     """Map-style torch dataset over a ``datasets.Dataset``, reading batches instead of rows."""
 
-    def __init__(self, dataset: datasets.Dataset) -> None:
+    def __init__(self, dataset: datasets.Dataset, seed: int = 0) -> None:
         self.dataset = dataset
+        self.seed = seed
+        self.epoch = 0
         self.transform = dataset_transform(dataset)
         self.columns = list(dataset.format.get("columns") or dataset.column_names)
         self._views = _fixed_views(dataset, self.columns)
@@ -113,9 +117,22 @@ class BatchFetchDataset(torch.utils.data.Dataset):
             rows = self._rows[rows]
         return {name: view.gather(rows) for name, view in self._views.items()}
 
+    def set_epoch(self, epoch: int) -> None:
+        """Called by Accelerate's loaders each epoch; part of the augmentation seed."""
+        self.epoch = int(epoch)
+
+    def batch_generator(self, indices: list[int]) -> torch.Generator:
+        """A generator seeded by (seed, epoch, indices): augmentations independent of fetch order."""
+        state = np.random.SeedSequence([self.seed, self.epoch, *map(int, indices)]).generate_state(2, np.uint32)
+        return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
     def __getitems__(self, indices: list[int]) -> dict[str, Any]:
         batch = self.fetch(indices)
-        return self.transform(batch) if self.transform is not None else batch
+        if self.transform is None:
+            return batch
+        if isinstance(self.transform, ImageBatchTransform):
+            return self.transform(batch, generator=self.batch_generator(indices))
+        return self.transform(batch)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         batch = self.__getitems__([index])
@@ -140,7 +157,7 @@ def make_dataloader(
     """A DataLoader over ``BatchFetchDataset(dataset)``; shuffling uses its own seeded generator."""
     generator = torch.Generator().manual_seed(seed) if shuffle else None
     return torch.utils.data.DataLoader(
-        BatchFetchDataset(dataset),
+        BatchFetchDataset(dataset, seed=seed),
         batch_size=batch_size,
         shuffle=shuffle,
         generator=generator,

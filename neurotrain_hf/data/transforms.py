@@ -2,8 +2,10 @@
 
 Input: a batch dict whose ``image`` column holds HWC images (PIL images, uint8 arrays in [0, 255] or
 float arrays in [0, 1]). Output: ``pixel_values`` (B, C, H, W) float32 and ``labels`` (B,) int64.
-Random operations (crop, flips, rotation, color jitter) draw from torch's global RNG, which the
-Trainer seeds and checkpoints, so resumed runs see the same augmentations.
+Random operations (crop, flips, rotation, color jitter) draw from a ``generator`` when one is given:
+the batch loader seeds one per batch from (seed, epoch, sample indices), so augmentations do not
+depend on fetch order, prefetching, worker processes or where a run was resumed. Without one they
+use torch's global RNG.
 """
 
 from __future__ import annotations
@@ -18,6 +20,12 @@ import torch.nn.functional as F
 from ..config.sections import AugmentationConfig
 
 
+def _from_numpy(arr: np.ndarray) -> torch.Tensor:
+    """Share memory with writable arrays; copy read-only ones (Arrow-backed views)."""
+    arr = np.ascontiguousarray(arr)
+    return torch.from_numpy(arr if arr.flags.writeable else arr.copy())
+
+
 def to_chw_float(image) -> torch.Tensor:
     """One HWC image (PIL, uint8 or float array) -> float32 CHW tensor in [0, 1]."""
     if hasattr(image, "mode") and image.mode not in ("L", "RGB"):
@@ -25,14 +33,14 @@ def to_chw_float(image) -> torch.Tensor:
     arr = np.asarray(image)
     if arr.ndim == 2:
         arr = arr[:, :, None]
-    tensor = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)
+    tensor = _from_numpy(arr).permute(2, 0, 1)
     return tensor.float().div_(255.0) if tensor.dtype == torch.uint8 else tensor.float()
 
 
 def stack_images(images) -> torch.Tensor | list[torch.Tensor]:
     """A batch of HWC images -> (B, C, H, W) float tensor, or a list when sizes differ."""
     if isinstance(images, np.ndarray) and images.ndim == 4:
-        tensor = torch.from_numpy(images).permute(0, 3, 1, 2)
+        tensor = _from_numpy(images).permute(0, 3, 1, 2)
         return tensor.float().div_(255.0) if tensor.dtype == torch.uint8 else tensor.float()
     tensors = [to_chw_float(img) for img in images]
     shapes = {tuple(t.shape) for t in tensors}
@@ -63,29 +71,34 @@ class ImageBatchTransform:
     image_column: str = "image"
     label_column: str = "label"
 
-    def _random_ops(self, x: torch.Tensor) -> torch.Tensor:
-        from torchvision.transforms.v2 import ColorJitter
+    def _random_ops(self, x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
         from torchvision.transforms.v2 import functional as TF
 
         aug = self.aug
+
+        def uniform(low: float, high: float) -> float:
+            return low + (high - low) * float(torch.rand((), generator=g))
+
         if aug.random_crop:
             if aug.crop_padding:
                 x = F.pad(x, [aug.crop_padding] * 4)
             h, w = x.shape[-2:]
-            top = int(torch.randint(0, max(h - aug.random_crop, 0) + 1, ()))
-            left = int(torch.randint(0, max(w - aug.random_crop, 0) + 1, ()))
+            top = int(torch.randint(0, max(h - aug.random_crop, 0) + 1, (), generator=g))
+            left = int(torch.randint(0, max(w - aug.random_crop, 0) + 1, (), generator=g))
             x = x[..., top : top + aug.random_crop, left : left + aug.random_crop]
-        if aug.horizontal_flip and float(torch.rand(())) < aug.horizontal_flip:
+        if aug.horizontal_flip and uniform(0, 1) < aug.horizontal_flip:
             x = x.flip(-1)
-        if aug.vertical_flip and float(torch.rand(())) < aug.vertical_flip:
+        if aug.vertical_flip and uniform(0, 1) < aug.vertical_flip:
             x = x.flip(-2)
         if aug.rotation:
-            angle = float(torch.empty(()).uniform_(-aug.rotation, aug.rotation))
-            x = TF.rotate(x, angle)
+            x = TF.rotate(x, uniform(-aug.rotation, aug.rotation))
         if aug.color_jitter:
             s = aug.color_jitter
-            jitter = ColorJitter(brightness=s, contrast=s, saturation=s if x.shape[0] == 3 else 0)
-            x = jitter(x).clamp_(0.0, 1.0)
+            x = TF.adjust_brightness(x, uniform(1 - s, 1 + s))
+            x = TF.adjust_contrast(x, uniform(1 - s, 1 + s))
+            if x.shape[0] == 3:
+                x = TF.adjust_saturation(x, uniform(1 - s, 1 + s))
+            x = x.clamp(0.0, 1.0)
         return x
 
     @property
@@ -93,13 +106,13 @@ class ImageBatchTransform:
         a = self.aug
         return bool(a.random_crop or a.horizontal_flip or a.vertical_flip or a.rotation or a.color_jitter)
 
-    def images(self, images) -> torch.Tensor:
-        """Transform a batch of images to a (B, C, H, W) tensor."""
+    def images(self, images, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Transform a batch of images to a (B, C, H, W) tensor; random draws come from ``generator``."""
         x = stack_images(images)
         if self.aug.resize:
             x = _resize(x, self.aug.resize) if torch.is_tensor(x) else [_resize(t, self.aug.resize) for t in x]
         if self.train and self.has_random_ops:
-            x = [self._random_ops(t) for t in x]
+            x = [self._random_ops(t, generator) for t in x]
         elif self.aug.random_crop:
             x = _center_crop(x, self.aug.random_crop) if torch.is_tensor(x) else [
                 _center_crop(t, self.aug.random_crop) for t in x
@@ -117,8 +130,8 @@ class ImageBatchTransform:
             x = (x - mean) / std
         return x.contiguous()
 
-    def __call__(self, batch: dict) -> dict:
-        out = {"pixel_values": self.images(batch[self.image_column])}
+    def __call__(self, batch: dict, generator: torch.Generator | None = None) -> dict:
+        out = {"pixel_values": self.images(batch[self.image_column], generator)}
         if self.label_column in batch:
             out["labels"] = torch.as_tensor(np.asarray(batch[self.label_column]), dtype=torch.long)
         return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 import psutil
@@ -32,3 +33,17 @@ class MonitorCallback(TrainerCallback):
         logs["cpu_ram_mb"] = round(self._process.memory_info().rss / 2**20, 1)
         if torch.cuda.is_available():
             logs["gpu_mem_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+
+
+class DataEpochCallback(TrainerCallback):
+    """Tells the training dataset which epoch starts (it seeds the augmentations).
+
+    Accelerate forwards ``set_epoch`` to the dataset, except through the loader that skips the
+    already-seen batches of a resumed epoch; this callback covers both paths.
+    """
+
+    def __init__(self, dataset) -> None:
+        self.dataset = dataset
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.dataset.set_epoch(math.floor((state.epoch or 0.0) + 1e-6))

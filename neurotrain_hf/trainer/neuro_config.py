@@ -92,19 +92,22 @@ class NeuroTrainingArguments(TrainingArguments):
             self.load_best_model_at_end = False
         if self.early_stopping_patience is not None and str(self.eval_strategy) == "no":
             raise ConfigError("early_stopping_patience needs evaluation: set eval_strategy to `epoch` or `steps`")
-        fix_cpu_multiprocess(self)
+        use_cpu_without_gpu(self)
         super().__post_init__()
 
 
-def fix_cpu_multiprocess(args: TrainingArguments) -> None:
-    """Launched with WORLD_SIZE > 1 and no GPU: turn on ``use_cpu`` so ranks form one gloo group.
+def use_cpu_without_gpu(args: TrainingArguments) -> None:
+    """Without a GPU, turn on ``use_cpu`` where TrainingArguments needs it to work at all.
 
-    Without it each process trains alone on the full data and nothing warns (see docs/distributed.md).
+    Multi-process launches (WORLD_SIZE > 1) need it for the ranks to form one gloo group; without it
+    each process trains alone on the full data and nothing warns (see docs/distributed.md). bf16 needs
+    it too. DeepSpeed on CPU is the exception (it must not be set, see the platform notes).
     """
+    import torch
+
+    if args.use_cpu or torch.cuda.is_available():
+        return
     world = int(os.environ.get("WORLD_SIZE", "1"))
     deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() in ("1", "true")
-    if world > 1 and not args.use_cpu and not deepspeed:
-        import torch
-
-        if not torch.cuda.is_available():
-            args.use_cpu = True
+    if (world > 1 or args.bf16) and not deepspeed:
+        args.use_cpu = True

@@ -21,7 +21,7 @@ from ..errors import TrainingHaltedError
 from ..losses import LossFn
 from ..metrics.registry import StreamingMetrics
 from ..models.registry import logits_of
-from .callbacks import MonitorCallback
+from .callbacks import DataEpochCallback, MonitorCallback
 from .checkpointing import last_good_checkpoint, mark_complete, remove_incomplete
 from .neuro_config import NeuroTrainingArguments
 from .run_folder import HistoryRecorder
@@ -57,7 +57,11 @@ class NeuroTrainer(Trainer):
     ) -> None:
         from ..data.loader import BatchFetchDataset, passthrough_collate
 
-        wrap = lambda ds: BatchFetchDataset(ds) if isinstance(ds, datasets.Dataset) else ds  # noqa: E731
+        seed = args.data_seed if args.data_seed is not None else args.seed
+
+        def wrap(ds):
+            return BatchFetchDataset(ds, seed=seed) if isinstance(ds, datasets.Dataset) else ds
+
         self.loss_fn = loss_fn
         self.metrics = metrics
         self.last_metrics_state: Any = None
@@ -65,6 +69,9 @@ class NeuroTrainer(Trainer):
         if args.monitor_resources:
             callbacks.append(MonitorCallback())
         callbacks.append(HistoryRecorder(args.output_dir))
+        train_dataset = wrap(train_dataset)
+        if hasattr(train_dataset, "set_epoch"):
+            callbacks.append(DataEpochCallback(train_dataset))
         if args.early_stopping_patience is not None:
             callbacks.append(EarlyStoppingCallback(args.early_stopping_patience, args.early_stopping_threshold))
         kwargs.setdefault("data_collator", passthrough_collate)
@@ -74,7 +81,7 @@ class NeuroTrainer(Trainer):
         super().__init__(
             model=model,
             args=args,
-            train_dataset=wrap(train_dataset),
+            train_dataset=train_dataset,
             eval_dataset=wrap(eval_dataset),
             compute_metrics=self._stream_metrics if metrics is not None else None,
             callbacks=callbacks,

@@ -1,0 +1,66 @@
+"""Test setup: offline, deterministic, CPU; helpers to build tiny experiment configs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+OFFLINE = {
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "HF_EVALUATE_OFFLINE": "1",
+    "HF_UPDATE_DOWNLOAD_COUNTS": "0",
+    "GRADIO_ANALYTICS_ENABLED": "False",
+    "TRANSFORMERS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "NEUROTRAIN_LOG_LEVEL": "WARNING",
+}
+os.environ.update(OFFLINE)
+
+import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = ROOT / "recipes"
+
+
+def tiny_config_dict(tmp_path: Path, **sections) -> dict:
+    """A fast digits experiment (few samples, 1-2 epochs) writing under ``tmp_path``."""
+    base = {
+        "basic": {"task": "classification", "run_id": "t", "seed": 0, "output_dir": str(tmp_path / "runs")},
+        "model": {"name": "simple_cnn", "kwargs": {"channels": [8, 16], "dropout": 0.0}},
+        "dataset": {"name": "digits", "max_samples": 256},
+        "training": {
+            "num_train_epochs": 2, "batch_size": 32, "learning_rate": 3e-3, "logging_steps": 2,
+            "disable_tqdm": True, "dataloader_pin_memory": False, "report_to": "none",
+        },
+    }
+    for name, values in sections.items():
+        base.setdefault(name, {}).update(values)
+    return base
+
+
+def make_config(tmp_path: Path, **sections):
+    from neurotrain_hf.config import build_config
+
+    return build_config(tiny_config_dict(tmp_path, **sections), source="test.toml")
+
+
+def write_toml(path: Path, data: dict) -> Path:
+    import tomli_w
+
+    path.write_text(tomli_w.dumps(data), encoding="utf-8")
+    return path
+
+
+def run_python(args: list[str], timeout: int = 600, env: dict | None = None, cwd: Path | None = None):
+    """Run a Python script in a fresh process with the offline environment."""
+    full_env = {**os.environ, **OFFLINE, "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout,
+                          env=full_env, cwd=cwd or ROOT)
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    return lambda **sections: make_config(tmp_path, **sections)

@@ -1,0 +1,58 @@
+import pytest
+
+from neurotrain_hf.errors import RegistryError
+from neurotrain_hf.registry import Registry
+
+
+def test_register_get_list_and_wildcards():
+    reg = Registry("thing")
+
+    @reg.register()
+    def alpha():
+        return 1
+
+    reg.register("beta_2")(lambda: 2)
+    assert reg.get("alpha") is alpha
+    assert reg.list() == ["alpha", "beta_2"]
+    assert reg.list("b*") == ["beta_2"]
+    assert "alpha" in reg
+
+
+def test_duplicate_registration_is_refused():
+    reg = Registry("thing")
+    reg.register("a")(object())
+    with pytest.raises(RegistryError, match="already registered"):
+        reg.register("a")(object())
+
+
+def test_unknown_name_lists_known_and_suggests():
+    reg = Registry("model")
+    reg.register("simple_cnn")(object())
+    reg.register("mlp")(object())
+    with pytest.raises(RegistryError) as err:
+        reg.get("simple_cn")
+    msg = str(err.value)
+    assert "did you mean 'simple_cnn'" in msg and "known: mlp, simple_cnn" in msg
+    assert "\n" not in msg
+
+
+def test_prefix_resolvers():
+    reg = Registry("model")
+    reg.register_prefix("zoo")(lambda rest: f"built {rest}")
+    assert reg.get("zoo/abc") == "built abc"
+    with pytest.raises(RegistryError, match="zoo/<name>"):
+        reg.get("other/abc")
+
+
+def test_builtin_registries_are_populated():
+    from neurotrain_hf.data import list_datasets
+    from neurotrain_hf.losses import list_losses
+    from neurotrain_hf.metrics import list_metrics
+    from neurotrain_hf.models import list_models
+    from neurotrain_hf.tasks import list_tasks
+
+    assert {"digits", "mnist", "cifar10", "cifar100", "imagefolder", "imagenet", "hub"} <= set(list_datasets())
+    assert {"ce", "bce", "focal"} <= set(list_losses())
+    assert {"accuracy", "precision", "recall", "f1", "auc", "top3", "top5"} <= set(list_metrics())
+    assert "simple_cnn" in list_models()
+    assert list_tasks() == ["classification"]

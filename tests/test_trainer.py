@@ -1,0 +1,226 @@
+"""NeuroTrainer: end-to-end run folder, resumption, crash safety, NaN stop, early stopping, GA, bf16."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from neurotrain_hf.errors import TrainingHaltedError
+from neurotrain_hf.tasks.classification_runner import build_classification, run_classification
+from neurotrain_hf.trainer.checkpointing import COMPLETE_MARKER, checkpoints, last_good_checkpoint
+from neurotrain_hf.trainer.run_folder import read_history
+
+from .conftest import make_config, run_python, tiny_config_dict, write_toml
+
+
+def test_end_to_end_run_folder(tmp_path):
+    config = make_config(tmp_path, training={"num_train_epochs": 2, "metrics": ["accuracy", "f1", "auc", "top3"]})
+    trainer, _ = build_classification(config)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    report = run_classification(config)
+    run = config.run_dir
+    for name in ("config.toml", "history.csv", "history.jsonl", "training_curves.png", "confusion_matrix.png",
+                 "valid_confusion_matrix.png", "report.json", "test_per_sample.csv", "test_metrics.json",
+                 "model/model.safetensors", "model/neurotrain.toml", "model/preprocessing.json"):
+        assert (run / name).is_file(), name
+    ckpts = checkpoints(run)
+    assert ckpts and all((p / COMPLETE_MARKER).is_file() for _, p in ckpts)
+    assert all((p / "model.safetensors").is_file() for _, p in ckpts)
+    assert not list((run / "model").glob("*.bin")) and not list((run / "model").glob("*.pt"))
+    saved = json.loads((run / "report.json").read_text())
+    assert saved["test"]["num_samples"] == report["test"]["num_samples"] > 0
+    assert math.isfinite(saved["train"]["train_loss"])
+    trained = load_file(str(run / "model" / "model.safetensors"))
+    changed = [n for n, p in before.items() if not torch.equal(p, trained[n])]
+    assert set(changed) == set(before), "every trainable parameter must change"
+    history = read_history(run)
+    assert any("eval_accuracy" in r for r in history) and any("loss" in r for r in history)
+    assert any("samples_per_second" in r and "cpu_ram_mb" in r for r in history)
+    header = (run / "history.csv").read_text().splitlines()[0].split(",")
+    assert "eval_accuracy" in header and "loss" in header
+
+
+def test_streaming_eval_matches_sklearn_and_keeps_no_logits(tmp_path, monkeypatch):
+    from sklearn.metrics import accuracy_score, f1_score
+    from transformers.trainer_pt_utils import EvalLoopContainer
+
+    config = make_config(tmp_path, training={"num_train_epochs": 1, "per_device_eval_batch_size": 7,
+                                             "metrics": ["accuracy", "f1"]})
+    trainer, _ = build_classification(config)
+    trainer.train()
+    added = []
+    original = EvalLoopContainer.add
+    monkeypatch.setattr(EvalLoopContainer, "add", lambda self, t: (added.append(t.shape), original(self, t)))
+    metrics = trainer.evaluate()
+    assert all(len(s) <= 1 for s in added), f"evaluation kept logits: {added}"  # only per-sample losses
+    model = trainer.model.eval()
+    ds = trainer.eval_dataset
+    batch = ds.__getitems__(list(range(len(ds))))
+    with torch.no_grad():
+        preds = model(batch["pixel_values"]).argmax(1).numpy()
+    labels = batch["labels"].numpy()
+    assert metrics["eval_accuracy"] == pytest.approx(accuracy_score(labels, preds))
+    assert metrics["eval_f1"] == pytest.approx(f1_score(labels, preds, average="macro"))
+
+
+def _kill_config(tmp_path, run_id):
+    data = tiny_config_dict(tmp_path, basic={"run_id": run_id}, training={
+        "num_train_epochs": 3, "eval_strategy": "no", "save_strategy": "steps", "save_steps": 5,
+        "save_total_limit": 10, "logging_steps": 1, "metrics": []},
+        model={"kwargs": {"channels": [8, 16], "dropout": 0.3}},
+        augmentation={"horizontal_flip": 0.5, "rotation": 10.0})
+    return write_toml(tmp_path / f"{run_id}.toml", data)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
+    straight = _kill_config(tmp_path, "straight")
+    killed = _kill_config(tmp_path, "killed")
+    proc = run_python(["tests/helpers/train_until.py", str(straight)])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = run_python(["tests/helpers/train_until.py", str(killed), "--kill-at-step", "13"])
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    run = tmp_path / "runs" / "classification" / "killed"
+    assert last_good_checkpoint(run).name == "checkpoint-10"
+    rows_before = [r for r in read_history(run) if r["step"] <= 10]
+    proc = run_python(["tests/helpers/train_until.py", str(killed), "--training.resume_from_checkpoint", "last"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    a = load_file(str(tmp_path / "runs" / "classification" / "straight" / "model" / "model.safetensors"))
+    b = load_file(str(run / "model" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    history = read_history(run)
+    steps = [r["step"] for r in history if "loss" in r]
+    assert steps == sorted(steps) and len(steps) == len(set(steps)) == 24  # appended, no duplicates
+    assert history[: len(rows_before)] == rows_before
+
+
+def test_crash_while_saving_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+    from transformers import Trainer
+
+    config = make_config(tmp_path, training={"num_train_epochs": 3, "eval_strategy": "no", "save_strategy": "steps",
+                                             "save_steps": 4, "metrics": []})
+    trainer, _ = build_classification(config)
+    calls = {"n": 0}
+    original = Trainer._save_optimizer_and_scheduler
+
+    def crash_on_second(self, output_dir):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError("disk full (simulated)")
+        return original(self, output_dir)
+
+    monkeypatch.setattr(Trainer, "_save_optimizer_and_scheduler", crash_on_second)
+    with pytest.raises(OSError, match="disk full"):
+        trainer.train()
+    run = config.run_dir
+    assert [p.name for _, p in checkpoints(run)] == ["checkpoint-4", "checkpoint-8"]
+    assert last_good_checkpoint(run).name == "checkpoint-4"  # checkpoint-8 is half-written
+    monkeypatch.setattr(Trainer, "_save_optimizer_and_scheduler", original)
+    trainer2, _ = build_classification(config)
+    trainer2.train(resume_from_checkpoint=True)
+    assert trainer2.state.global_step == 24
+    assert all((p / COMPLETE_MARKER).is_file() for _, p in checkpoints(run))
+
+
+def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    config = make_config(tmp_path, training={"num_train_epochs": 3, "eval_strategy": "no", "save_strategy": "steps",
+                                             "save_steps": 3, "metrics": []})
+    trainer, _ = build_classification(config)
+    step = {"n": 0}
+
+    def poison(module, inputs, output):
+        step["n"] += 1
+        return output * float("nan") if step["n"] == 5 else output
+
+    trainer.model.head.register_forward_hook(poison)
+    with pytest.raises(TrainingHaltedError) as err:
+        trainer.train()
+    message = str(err.value)
+    assert "non-finite training loss" in message and "at step 5" in message and "checkpoint-3" in message
+    good = last_good_checkpoint(config.run_dir)
+    weights = load_file(str(good / "model.safetensors"))
+    assert all(torch.isfinite(t).all() for t in weights.values())
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())  # the NaN step was not applied
+
+
+def test_early_stopping(tmp_path):
+    config = make_config(tmp_path, training={"num_train_epochs": 10, "learning_rate": 0.0,
+                                             "early_stopping_patience": 2, "metrics": ["accuracy"]})
+    trainer, _ = build_classification(config)
+    trainer.train()
+    evals = [r for r in trainer.state.log_history if "eval_accuracy" in r]
+    assert len(evals) == 3  # best at the first, then 2 without improvement
+    assert trainer.state.best_model_checkpoint.endswith(f"checkpoint-{trainer.state.global_step // 3}")
+
+
+def test_gradient_accumulation_equals_big_batch(tmp_path):
+    def final_weights(run_id, **training):
+        config = make_config(tmp_path, basic={"run_id": run_id}, model={"name": "mlp", "kwargs": {"dropout": 0.0}},
+                             training={"max_steps": 3, "eval_strategy": "no", "save_strategy": "no", "metrics": [],
+                                       "batch_size": None, **training}, dataset={"max_samples": 96})
+        trainer, _ = build_classification(config)
+        trainer.train()
+        return {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+
+    big = final_weights("big", per_device_train_batch_size=32, gradient_accumulation_steps=1)
+    small = final_weights("small", per_device_train_batch_size=16, gradient_accumulation_steps=2)
+    for k in big:
+        torch.testing.assert_close(big[k], small[k], rtol=1e-5, atol=1e-6)
+
+
+def test_bf16_on_cpu_and_tensorboard(tmp_path):
+    pytest.importorskip("tensorboard")
+    config = make_config(tmp_path, training={"bf16": True, "max_steps": 4, "eval_strategy": "no",
+                                             "save_strategy": "no", "metrics": [], "report_to": ["tensorboard"],
+                                             "logging_steps": 1})
+    assert config.training.use_cpu  # set automatically without a GPU
+    trainer, _ = build_classification(config)
+    out = trainer.train()
+    assert math.isfinite(out.training_loss)
+    events = list((tmp_path / "runs").rglob("events.out.tfevents.*"))
+    assert events, "tensorboard wrote no event file"
+
+
+def test_tester_and_predictor_agree(tmp_path):
+    from neurotrain_hf import Predictor, Tester
+    from neurotrain_hf.data import get_test_dataset
+
+    config = make_config(tmp_path, training={"num_train_epochs": 1})
+    run_classification(config)
+    result = Tester(config).run()  # loads the best model from the run folder
+    rows = (config.run_dir / "test_per_sample.csv").read_text().splitlines()
+    assert len(rows) - 1 == result["num_samples"]
+    correct = np.mean([int(r.split(",")[6]) for r in rows[1:]])
+    assert result["accuracy"] == pytest.approx(correct)
+    predictor = Predictor.from_pretrained(config.run_dir)
+    raw = get_test_dataset(config).with_format("numpy")[:]["image"]
+    preds = predictor.predict(list(raw))
+    assert [p["label"] for p in preds] == [int(r.split(",")[3]) for r in rows[1:]]
+    single = predictor(raw[0])
+    assert single["label"] == preds[0]["label"] and abs(sum(single["scores"]) - 1) < 1e-6
+
+
+def test_broken_multiprocess_launch_is_refused(monkeypatch):
+    from neurotrain_hf.trainer.neuro_trainer import check_distributed_launch
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(TrainingHaltedError, match="WORLD_SIZE=2 but training runs on 1 process"):
+        check_distributed_launch(1)
+    check_distributed_launch(2)
+
+
+def test_use_cpu_is_set_for_cpu_multiprocess(monkeypatch, tmp_path):
+    from neurotrain_hf.tasks.classification_config import ClassificationConfig
+    from neurotrain_hf.trainer.neuro_config import use_cpu_without_gpu
+
+    args = ClassificationConfig(output_dir=str(tmp_path))
+    args.use_cpu = False
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    use_cpu_without_gpu(args)
+    assert args.use_cpu
