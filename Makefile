@@ -19,7 +19,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	# torch/torchvision pinned together: these builds import side by side (see docs/install.md).
+	# torch/torchvision pinned together: PyPI torchvision does not import beside other torch builds.
 	$(BIN)/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $(STAMP)

@@ -66,14 +66,17 @@ def new_model(config, info):
 def run_loop(config, x, y, info, steps: int) -> float:
     args = config.training
     model = new_model(config, info).train()
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=args.batch_size,
-                                         shuffle=True, drop_last=False)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(x, y), batch_size=args.batch_size, shuffle=True, drop_last=False
+    )
     # As Trainer: fused AdamW, no weight decay on biases and norm weights (the 1-D parameters).
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
     groups = [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     opt = torch.optim.AdamW(groups, lr=args.learning_rate, fused=True)
-    sched = get_scheduler(args.lr_scheduler_type, opt, num_warmup_steps=args.warmup_steps, num_training_steps=steps)
+    sched = get_scheduler(
+        args.lr_scheduler_type, opt, num_warmup_steps=args.warmup_steps, num_training_steps=steps
+    )
     step, t0 = 0, None
     while step < steps:
         for xb, yb in loader:
@@ -106,16 +109,29 @@ class WithLoss(torch.nn.Module):
 
 def common_args(config, steps: int, out: str) -> dict:
     a = config.training
-    return dict(output_dir=out, max_steps=steps, per_device_train_batch_size=a.batch_size,
-                learning_rate=a.learning_rate, weight_decay=a.weight_decay, lr_scheduler_type=a.lr_scheduler_type,
-                warmup_steps=a.warmup_steps, max_grad_norm=a.max_grad_norm, eval_strategy="no", save_strategy="no",
-                logging_steps=10, report_to="none", disable_tqdm=True, seed=config.basic.seed,
-                dataloader_pin_memory=False)
+    return dict(
+        output_dir=out,
+        max_steps=steps,
+        per_device_train_batch_size=a.batch_size,
+        learning_rate=a.learning_rate,
+        weight_decay=a.weight_decay,
+        lr_scheduler_type=a.lr_scheduler_type,
+        warmup_steps=a.warmup_steps,
+        max_grad_norm=a.max_grad_norm,
+        eval_strategy="no",
+        save_strategy="no",
+        logging_steps=10,
+        report_to="none",
+        disable_tqdm=True,
+        seed=config.basic.seed,
+        dataloader_pin_memory=False,
+    )
 
 
 def run_plain_trainer(config, x, y, info, steps: int) -> float:
-    features = datasets.Features({"pixel_values": datasets.Array3D(tuple(x.shape[1:]), "float32"),
-                                  "labels": datasets.Value("int64")})
+    features = datasets.Features(
+        {"pixel_values": datasets.Array3D(tuple(x.shape[1:]), "float32"), "labels": datasets.Value("int64")}
+    )
     ds = datasets.Dataset.from_dict({"pixel_values": x.numpy(), "labels": y.numpy()}, features=features)
     ds = ds.with_format("torch")
     timer = StepTimer()
@@ -129,11 +145,21 @@ def run_plain_trainer(config, x, y, info, steps: int) -> float:
 def run_neurotrainer(config, info, dsd, steps: int) -> float:
     timer = StepTimer()
     with tempfile.TemporaryDirectory() as out:
-        args = type(config.training)(**common_args(config, steps, out), loss="ce",
-                                     label_smoothing_factor=config.training.label_smoothing_factor,
-                                     metrics=[], plots=False, monitor_resources=False)
-        trainer = ClassificationTrainer(new_model(config, info), args, train_dataset=dsd["train"],
-                                        num_labels=info.num_labels, callbacks=[timer])
+        args = type(config.training)(
+            **common_args(config, steps, out),
+            loss="ce",
+            label_smoothing_factor=config.training.label_smoothing_factor,
+            metrics=[],
+            plots=False,
+            monitor_resources=False,
+        )
+        trainer = ClassificationTrainer(
+            new_model(config, info),
+            args,
+            train_dataset=dsd["train"],
+            num_labels=info.num_labels,
+            callbacks=[timer],
+        )
         trainer.train()
     return timer.steps / (timer.t1 - timer.t0)
 
@@ -150,10 +176,14 @@ def main(argv: list[str] | None = None) -> int:
         results["a_loop"].append(run_loop(config, x, y, info, opts.steps))
         results["b_trainer"].append(run_plain_trainer(config, x, y, info, opts.steps))
         results["c_neurotrainer"].append(run_neurotrainer(config, info, dsd, opts.steps))
-        print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.1f} steps/s" for k, v in results.items()), flush=True)
+        print(
+            f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.1f} steps/s" for k, v in results.items()), flush=True
+        )
     med = {k: statistics.median(v) for k, v in results.items()}
-    print(f"\nmodel {config.model.name} {dict(config.model.kwargs)}, batch {config.training.batch_size}, "
-          f"{opts.steps} steps ({WARMUP} warm-up), torch threads {torch.get_num_threads()}")
+    print(
+        f"\nmodel {config.model.name} {dict(config.model.kwargs)}, batch {config.training.batch_size}, "
+        f"{opts.steps} steps ({WARMUP} warm-up), torch threads {torch.get_num_threads()}"
+    )
     for k, v in med.items():
         print(f"{k:16s} median {v:8.1f} steps/s   runs: {', '.join(f'{s:.1f}' for s in results[k])}")
     print(f"ratio b/a = {med['b_trainer'] / med['a_loop']:.3f}")

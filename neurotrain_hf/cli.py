@@ -57,7 +57,9 @@ def config_help(task: str = "classification") -> str:
 
 def setup_logging() -> None:
     level = os.environ.get("NEUROTRAIN_LOG_LEVEL", "INFO").upper()
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
     import transformers
 
     transformers.logging.set_verbosity_warning()
@@ -132,8 +134,16 @@ def _cmd_predict(args) -> int:
 
     predictor = Predictor.from_pretrained(args.model)
     for path, pred in zip(args.images, predictor.predict([Image.open(p) for p in args.images])):
-        print(json.dumps({"image": path, "label": pred["label"], "label_name": pred["label_name"],
-                          "score": round(pred["score"], 6)}))
+        print(
+            json.dumps(
+                {
+                    "image": path,
+                    "label": pred["label"],
+                    "label_name": pred["label_name"],
+                    "score": round(pred["score"], 6),
+                }
+            )
+        )
     return 0
 
 
@@ -142,8 +152,22 @@ def _cmd_env(args) -> int:
     import platform
 
     print(f"python: {platform.python_version()} ({platform.platform()})")
-    for pkg in ("neurotrain-hf", "torch", "torchvision", "transformers", "datasets", "evaluate", "accelerate",
-                "huggingface_hub", "timm", "safetensors", "peft", "monai", "deepspeed", "gradio"):
+    for pkg in (
+        "neurotrain-hf",
+        "torch",
+        "torchvision",
+        "transformers",
+        "datasets",
+        "evaluate",
+        "accelerate",
+        "huggingface_hub",
+        "timm",
+        "safetensors",
+        "peft",
+        "monai",
+        "deepspeed",
+        "gradio",
+    ):
         try:
             print(f"{pkg}: {md.version(pkg)}")
         except md.PackageNotFoundError:
@@ -189,8 +213,13 @@ def main(argv: list[str] | None = None) -> int:
         names = [n for n in _registry_names(args.kind) if fnmatch.fnmatchcase(n, args.pattern)]
         print("\n".join(names))
         return 0
-    handlers = {"check": _cmd_check, "convert": _cmd_convert, "test": _cmd_test, "predict": _cmd_predict,
-                "env": _cmd_env}
+    handlers = {
+        "check": _cmd_check,
+        "convert": _cmd_convert,
+        "test": _cmd_test,
+        "predict": _cmd_predict,
+        "env": _cmd_env,
+    }
     try:
         if args.command == "convert" and args.output:
             Path(args.output).parent.mkdir(parents=True, exist_ok=True)

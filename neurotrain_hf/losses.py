@@ -46,7 +46,9 @@ def _weights(opts: LossOptions, logits: torch.Tensor) -> torch.Tensor | None:
     return torch.as_tensor(opts.class_weights, dtype=logits.dtype, device=logits.device)
 
 
-def _reduce(per_item: torch.Tensor, num_items_in_batch: int | torch.Tensor | None, denom=None) -> torch.Tensor:
+def _reduce(
+    per_item: torch.Tensor, num_items_in_batch: int | torch.Tensor | None, denom=None
+) -> torch.Tensor:
     if num_items_in_batch is not None:
         return per_item.sum() / num_items_in_batch
     if denom is not None:
@@ -77,7 +79,9 @@ def bce_with_logits(opts: LossOptions) -> LossFn:
     def fn(logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
         target = labels
         if not labels.is_floating_point():
-            target = F.one_hot(labels.long(), logits.shape[1]).to(logits.dtype) if logits.dim() == 2 else labels
+            target = (
+                F.one_hot(labels.long(), logits.shape[1]).to(logits.dtype) if logits.dim() == 2 else labels
+            )
         target = target.to(logits.dtype)
         pos_weight = _weights(opts, logits) if logits.dim() == 2 else None
         per_elem = F.binary_cross_entropy_with_logits(logits, target, pos_weight=pos_weight, reduction="none")

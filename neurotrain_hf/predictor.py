@@ -25,8 +25,12 @@ def top_label(logits: np.ndarray, label_names: Sequence[str]) -> list[dict[str, 
     """Default post-processing: softmax scores, the arg-max label and its name."""
     probs = softmax(logits)
     return [
-        {"label": int(p.argmax()), "label_name": label_names[int(p.argmax())], "score": float(p.max()),
-         "scores": p.tolist()}
+        {
+            "label": int(p.argmax()),
+            "label_name": label_names[int(p.argmax())],
+            "score": float(p.max()),
+            "scores": p.tolist(),
+        }
         for p in probs
     ]
 
@@ -34,8 +38,9 @@ def top_label(logits: np.ndarray, label_names: Sequence[str]) -> list[dict[str, 
 class Predictor:
     """Run a trained model on new images (PIL images or HWC arrays)."""
 
-    def __init__(self, model: torch.nn.Module, config, info, postprocess: PostProcess = top_label,
-                 batch_size: int = 64) -> None:
+    def __init__(
+        self, model: torch.nn.Module, config, info, postprocess: PostProcess = top_label, batch_size: int = 64
+    ) -> None:
         self.model, self.config, self.info = model.eval(), config, info
         self.transform = ImageBatchTransform(config.augmentation, info.mean, info.std, train=False)
         self.postprocess = postprocess

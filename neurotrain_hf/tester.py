@@ -6,6 +6,7 @@ with the split (the CSV on disk, not in memory).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 from pathlib import Path
@@ -21,6 +22,17 @@ from .metrics.classification import softmax
 from .model_io import load_weights
 from .models.registry import logits_of
 from .trainer.checkpointing import last_good_checkpoint
+
+PER_SAMPLE_COLUMNS = [
+    "index",
+    "label",
+    "label_name",
+    "prediction",
+    "prediction_name",
+    "confidence",
+    "correct",
+    "loss",
+]
 
 
 def resolve_checkpoint(run_dir: str | Path, which: str) -> Path:
@@ -53,8 +65,12 @@ class Tester:
 
         if self.model is None:
             folder = resolve_checkpoint(self.config.run_dir, self.config.testing.checkpoint)
-            model = get_model(self.config.model.name, self.config.model, num_labels=info.num_labels,
-                              in_channels=info.channels)
+            model = get_model(
+                self.config.model.name,
+                self.config.model,
+                num_labels=info.num_labels,
+                in_channels=info.channels,
+            )
             self.model = load_weights(model, folder)
         return self.model.eval()
 
@@ -76,13 +92,12 @@ class Tester:
         out_dir = Path(out_dir or self.config.run_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         csv_file = out_dir / f"{split}_per_sample.csv" if self.config.testing.per_sample else None
-        writer, handle, index, loss_sum = None, None, 0, 0.0
-        if csv_file is not None:
-            handle = open(csv_file, "w", newline="", encoding="utf-8")
-            writer = csv.writer(handle)
-            writer.writerow(["index", "label", "label_name", "prediction", "prediction_name", "confidence",
-                             "correct", "loss"])
-        try:
+        index, loss_sum = 0, 0.0
+        with contextlib.ExitStack() as stack:
+            writer = None
+            if csv_file is not None:
+                writer = csv.writer(stack.enter_context(open(csv_file, "w", newline="", encoding="utf-8")))
+                writer.writerow(PER_SAMPLE_COLUMNS)
             for batch in loader:
                 logits = logits_of(model(batch["pixel_values"].to(device))).float().cpu()
                 labels = batch["labels"]
@@ -94,12 +109,19 @@ class Tester:
                     probs = softmax(logits.numpy())
                     preds = probs.argmax(axis=1)
                     for i, (y, p) in enumerate(zip(labels.tolist(), preds.tolist())):
-                        writer.writerow([index + i, y, info.label_names[y], p, info.label_names[p],
-                                         f"{probs[i, p]:.6f}", int(y == p), f"{float(losses[i]):.6f}"])
+                        writer.writerow(
+                            [
+                                index + i,
+                                y,
+                                info.label_names[y],
+                                p,
+                                info.label_names[p],
+                                f"{probs[i, p]:.6f}",
+                                int(y == p),
+                                f"{float(losses[i]):.6f}",
+                            ]
+                        )
                 index += len(labels)
-        finally:
-            if handle is not None:
-                handle.close()
         if index == 0:
             raise NeuroTrainError(f"[testing] split {split!r} is empty")
         result: dict[str, Any] = {"split": split, "num_samples": index, "loss": loss_sum / index}
@@ -107,6 +129,10 @@ class Tester:
             result.update(metrics.compute())
             self.confusion = metrics.family("classification").confusion
         (out_dir / f"{split}_metrics.json").write_text(
-            json.dumps({k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in result.items()},
-                       indent=2), encoding="utf-8")
+            json.dumps(
+                {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in result.items()},
+                indent=2,
+            ),
+            encoding="utf-8",
+        )
         return result

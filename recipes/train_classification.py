@@ -1,7 +1,7 @@
 """Train an image classifier from a TOML experiment file.
 
-    python recipes/train_classification.py recipes/configs/digits_cnn.toml --training.learning_rate 3e-3
-    accelerate launch --multi_gpu --num_processes 2 recipes/train_classification.py CONFIG   # 2 processes
+python recipes/train_classification.py recipes/configs/digits_cnn.toml --training.learning_rate 3e-3
+accelerate launch --multi_gpu --num_processes 2 recipes/train_classification.py CONFIG   # 2 processes
 """
 
 import sys

@@ -32,8 +32,13 @@ def tiny_config_dict(tmp_path: Path, **sections) -> dict:
         "model": {"name": "simple_cnn", "kwargs": {"channels": [8, 16], "dropout": 0.0}},
         "dataset": {"name": "digits", "max_samples": 256},
         "training": {
-            "num_train_epochs": 2, "batch_size": 32, "learning_rate": 3e-3, "logging_steps": 2,
-            "disable_tqdm": True, "dataloader_pin_memory": False, "report_to": "none",
+            "num_train_epochs": 2,
+            "batch_size": 32,
+            "learning_rate": 3e-3,
+            "logging_steps": 2,
+            "disable_tqdm": True,
+            "dataloader_pin_memory": False,
+            "report_to": "none",
         },
     }
     for name, values in sections.items():
@@ -57,8 +62,14 @@ def write_toml(path: Path, data: dict) -> Path:
 def run_python(args: list[str], timeout: int = 600, env: dict | None = None, cwd: Path | None = None):
     """Run a Python script in a fresh process with the offline environment."""
     full_env = {**os.environ, **OFFLINE, "PYTHONUNBUFFERED": "1", **(env or {})}
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout,
-                          env=full_env, cwd=cwd or ROOT)
+    return subprocess.run(
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        cwd=cwd or ROOT,
+    )
 
 
 @pytest.fixture

@@ -36,8 +36,17 @@ def test_sections_map_onto_dataclasses_and_training_args():
 def test_command_line_overrides(tmp_path):
     cfg = load_config(
         RECIPES / "configs" / "digits_cnn.toml",
-        ["--training.learning_rate", "3e-4", "--dataset.name=digits", "--basic.run_id", "123",
-         "--training.metrics", '["accuracy"]', "--training.bf16", "true"],
+        [
+            "--training.learning_rate",
+            "3e-4",
+            "--dataset.name=digits",
+            "--basic.run_id",
+            "123",
+            "--training.metrics",
+            '["accuracy"]',
+            "--training.bf16",
+            "true",
+        ],
     )
     assert cfg.training.learning_rate == 3e-4
     assert cfg.basic.run_id == "123"  # a str field keeps the text
@@ -57,9 +66,17 @@ def test_get_config_and_value():
 @pytest.mark.parametrize(
     ("section", "values", "message"),
     [
-        ("training", {"learning_rat": 0.1}, "unknown key [training] learning_rat (did you mean 'learning_rate'?)"),
+        (
+            "training",
+            {"learning_rat": 0.1},
+            "unknown key [training] learning_rat (did you mean 'learning_rate'?)",
+        ),
         ("training", {"learning_rate": "fast"}, "[training] learning_rate = 'fast': expected float"),
-        ("training", {"learning_rate": -1.0}, "[training] learning_rate = -1.0: out of range, expected >= 0.0"),
+        (
+            "training",
+            {"learning_rate": -1.0},
+            "[training] learning_rate = -1.0: out of range, expected >= 0.0",
+        ),
         ("dataset", {"valid_ratio": 1.5}, "[dataset] valid_ratio = 1.5: out of range, expected <= 0.9"),
         ("dataset", {"name": 3}, "[dataset] name = 3: expected str"),
         ("testing", {"split": "dev"}, "[testing] split = 'dev': expected one of 'test', 'valid', 'train'"),
@@ -99,8 +116,13 @@ def test_cli_check_exit_code_2_without_traceback(tmp_path):
     data = tiny_config_dict(tmp_path)
     data["training"]["learning_rat"] = 0.1
     path = write_toml(tmp_path / "exp.toml", data)
-    proc = subprocess.run([sys.executable, "-m", "neurotrain_hf.cli", "check", str(path)], capture_output=True,
-                          text=True, env={**__import__("os").environ, **OFFLINE}, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "neurotrain_hf.cli", "check", str(path)],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, **OFFLINE},
+        cwd=ROOT,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
     assert "did you mean 'learning_rate'" in proc.stderr
@@ -124,21 +146,35 @@ def test_convert_round_trips(tmp_path, capsys):
 def test_resolved_config_round_trips(tmp_path):
     from neurotrain_hf.config import write_config_file
 
-    cfg = load_config(RECIPES / "configs" / "digits_cnn.toml", ["--training.hub_token", "hf_secret123"])
+    cfg = load_config(RECIPES / "configs" / "digits_cnn.toml")
     path = write_config_file(cfg.to_dict(), tmp_path / "resolved.toml")
-    assert "hf_secret123" not in path.read_text()
     assert load_config(path).to_dict() == cfg.to_dict()
+
+
+def test_tokens_are_refused():
+    with pytest.raises(ConfigError, match=r"\[training\] hub_token: secrets do not belong"):
+        load_config(RECIPES / "configs" / "digits_cnn.toml", ["--training.hub_token", "hf_secret123"])
 
 
 def _own_fields(cls):
     from transformers import TrainingArguments
 
     inherited = {f.name: f for f in dataclasses.fields(TrainingArguments)}
-    return [f for f in dataclasses.fields(cls) if f.init and (f.name not in inherited or f.default != inherited[f.name].default or f.metadata is not inherited[f.name].metadata)]
+    return [
+        f
+        for f in dataclasses.fields(cls)
+        if f.init
+        and (
+            f.name not in inherited
+            or f.default != inherited[f.name].default
+            or f.metadata is not inherited[f.name].metadata
+        )
+    ]
 
 
-@pytest.mark.parametrize("cls", [*SECTIONS.values(), get_task("classification").config_class()],
-                         ids=lambda c: c.__name__)
+@pytest.mark.parametrize(
+    "cls", [*SECTIONS.values(), get_task("classification").config_class()], ids=lambda c: c.__name__
+)
 def test_every_field_has_help(cls):
     missing = [f.name for f in _own_fields(cls) if not f.metadata.get("help")]
     assert not missing, f"{cls.__name__} fields without help: {missing}"

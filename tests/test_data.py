@@ -62,10 +62,13 @@ def test_batch_fetch_zero_copy_equals_datasets_formatting(tmp_path):
 
 
 def test_batch_fetch_multi_chunk_gather():
-    feats = datasets.Features({"image": datasets.Array3D((2, 2, 1), "float32"), "label": datasets.Value("int64")})
+    feats = datasets.Features(
+        {"image": datasets.Array3D((2, 2, 1), "float32"), "label": datasets.Value("int64")}
+    )
     parts = [
-        datasets.Dataset.from_dict({"image": np.full((n, 2, 2, 1), i, np.float32), "label": np.arange(n) + 10 * i},
-                                   features=feats)
+        datasets.Dataset.from_dict(
+            {"image": np.full((n, 2, 2, 1), i, np.float32), "label": np.arange(n) + 10 * i}, features=feats
+        )
         for i, n in enumerate((3, 4, 5))
     ]
     ds = datasets.concatenate_datasets(parts)
@@ -91,8 +94,9 @@ def test_random_sample_and_dataloaders(tmp_path):
 def test_augmentations_shapes_and_randomness():
     from neurotrain_hf.config.sections import AugmentationConfig
 
-    aug = AugmentationConfig(resize=12, random_crop=10, crop_padding=1, horizontal_flip=1.0, rotation=15,
-                             color_jitter=0.3)
+    aug = AugmentationConfig(
+        resize=12, random_crop=10, crop_padding=1, horizontal_flip=1.0, rotation=15, color_jitter=0.3
+    )
     images = [np.random.default_rng(i).integers(0, 255, (9 + i, 11, 3), dtype=np.uint8) for i in range(4)]
     train = ImageBatchTransform(aug, (0.5,) * 3, (0.5,) * 3, train=True)
     evaluate = ImageBatchTransform(aug, (0.5,) * 3, (0.5,) * 3, train=False)
@@ -120,7 +124,7 @@ def test_mixed_sizes_without_resize_fail_clearly():
 def write_idx(path, array, gz=False):
     header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
     data = header + array.astype(np.uint8).tobytes()
-    (gzip.open if gz else open)(path, "wb").write(data)
+    path.write_bytes(gzip.compress(data) if gz else data)
 
 
 def test_mnist_idx_files(tmp_path):
@@ -132,8 +136,9 @@ def test_mnist_idx_files(tmp_path):
     write_idx(raw / "train-labels-idx1-ubyte", np.arange(30) % 10)
     write_idx(raw / "t10k-images-idx3-ubyte.gz", test_x, gz=True)  # .gz beside the plain files works too
     write_idx(raw / "t10k-labels-idx1-ubyte.gz", np.arange(10), gz=True)
-    cfg = make_config(tmp_path, dataset={"name": "mnist", "root": str(tmp_path), "max_samples": None,
-                                         "valid_ratio": 0.2})
+    cfg = make_config(
+        tmp_path, dataset={"name": "mnist", "root": str(tmp_path), "max_samples": None, "valid_ratio": 0.2}
+    )
     dsd, info = load_splits(cfg)
     assert len(dsd["test"]) == 10 and len(dsd["train"]) + len(dsd["valid"]) == 30
     assert info.channels == 1 and info.mean == (0.1307,)
@@ -144,34 +149,46 @@ def test_mnist_idx_files(tmp_path):
         load_splits(cfg)
 
 
+def dump(obj, path):
+    path.write_bytes(pickle.dumps(obj, protocol=2))
+
+
 def write_cifar(root, n_per_batch=4, hundred=False):
     rng = np.random.default_rng(0)
     if hundred:
         base = root / "cifar-100-python"
         base.mkdir()
         for name, n in (("train", 8), ("test", 4)):
-            d = {"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), "fine_labels": list(range(n)),
-                 "coarse_labels": [0] * n}
-            pickle.dump(d, open(base / name, "wb"), protocol=2)
-        pickle.dump({"fine_label_names": [f"c{i}" for i in range(100)]}, open(base / "meta", "wb"), protocol=2)
+            d = {
+                "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                "fine_labels": list(range(n)),
+                "coarse_labels": [0] * n,
+            }
+            dump(d, base / name)
+        dump({"fine_label_names": [f"c{i}" for i in range(100)]}, base / "meta")
         return base
     base = root / "cifar-10-batches-py"
     base.mkdir()
     for i in range(1, 6):
-        pickle.dump({"data": rng.integers(0, 256, (n_per_batch, 3072), dtype=np.uint8),
-                     "labels": [(i + j) % 10 for j in range(n_per_batch)]}, open(base / f"data_batch_{i}", "wb"),
-                    protocol=2)
+        dump(
+            {
+                "data": rng.integers(0, 256, (n_per_batch, 3072), dtype=np.uint8),
+                "labels": [(i + j) % 10 for j in range(n_per_batch)],
+            },
+            base / f"data_batch_{i}",
+        )
     test = {"data": rng.integers(0, 256, (n_per_batch, 3072), dtype=np.uint8), "labels": [1, 2, 3, 4]}
-    pickle.dump(test, open(base / "test_batch", "wb"), protocol=2)
+    dump(test, base / "test_batch")
     names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-    pickle.dump({"label_names": names}, open(base / "batches.meta", "wb"), protocol=2)
+    dump({"label_names": names}, base / "batches.meta")
     return base, test
 
 
 def test_cifar10_pickles_planar_rgb(tmp_path):
     base, test = write_cifar(tmp_path)
-    cfg = make_config(tmp_path, dataset={"name": "cifar10", "root": str(tmp_path), "max_samples": None,
-                                         "valid_ratio": 0.0})
+    cfg = make_config(
+        tmp_path, dataset={"name": "cifar10", "root": str(tmp_path), "max_samples": None, "valid_ratio": 0.0}
+    )
     dsd, info = load_splits(cfg)
     assert len(dsd["train"]) == 20 and info.channels == 3 and info.label_names[1] == "automobile"
     img = dsd["test"].with_format("numpy")[0]["image"]
@@ -182,8 +199,9 @@ def test_cifar10_pickles_planar_rgb(tmp_path):
 
 def test_cifar100_fine_labels(tmp_path):
     write_cifar(tmp_path, hundred=True)
-    cfg = make_config(tmp_path, dataset={"name": "cifar100", "root": str(tmp_path), "max_samples": None,
-                                         "valid_ratio": 0.0})
+    cfg = make_config(
+        tmp_path, dataset={"name": "cifar100", "root": str(tmp_path), "max_samples": None, "valid_ratio": 0.0}
+    )
     dsd, info = load_splits(cfg)
     assert info.num_labels == 100 and dsd["test"]["label"] == [0, 1, 2, 3]
 
@@ -195,20 +213,32 @@ def write_imagefolder(root, splits=("train", "test"), classes=("cat", "dog"), n=
             folder = root / split / c
             folder.mkdir(parents=True)
             for i in range(n):
-                Image.fromarray(rng.integers(0, 255, (*size, 3), dtype=np.uint8)).save(folder / f"{c}_{i}.png")
+                Image.fromarray(rng.integers(0, 255, (*size, 3), dtype=np.uint8)).save(
+                    folder / f"{c}_{i}.png"
+                )
 
 
 def test_imagefolder_and_imagenet_layout(tmp_path):
     write_imagefolder(tmp_path / "pets")
-    cfg = make_config(tmp_path, dataset={"name": "imagefolder", "root": str(tmp_path / "pets"), "max_samples": None,
-                                         "valid_ratio": 0.34}, augmentation={"resize": 8})
+    cfg = make_config(
+        tmp_path,
+        dataset={
+            "name": "imagefolder",
+            "root": str(tmp_path / "pets"),
+            "max_samples": None,
+            "valid_ratio": 0.34,
+        },
+        augmentation={"resize": 8},
+    )
     dsd = get_dataset(cfg)
     assert set(dsd) == {"train", "valid", "test"} and len(dsd["test"]) == 6
     assert dsd["train"].features["label"].names == ["cat", "dog"]
     assert dsd["test"][:2]["pixel_values"].shape == (2, 3, 8, 8)
     write_imagefolder(tmp_path / "inet", splits=("train", "val"), classes=("n02", "n01"))
-    cfg = make_config(tmp_path, dataset={"name": "imagenet", "root": str(tmp_path / "inet"), "max_samples": None,
-                                         "test_ratio": 0.0})
+    cfg = make_config(
+        tmp_path,
+        dataset={"name": "imagenet", "root": str(tmp_path / "inet"), "max_samples": None, "test_ratio": 0.0},
+    )
     dsd, info = load_splits(cfg)
     assert info.label_names == ["n01", "n02"]  # sorted WNID order, not file order
     assert len(dsd["valid"]) == 6 and info.mean == (0.485, 0.456, 0.406)
@@ -219,12 +249,21 @@ def test_hub_loading_from_local_dataset_with_renamed_columns(tmp_path):
     feats = datasets.Features({"img": datasets.Image(), "fine_label": datasets.ClassLabel(names=["a", "b"])})
     ds = datasets.Dataset.from_dict({"img": images, "fine_label": [i % 2 for i in range(8)]}, features=feats)
     datasets.DatasetDict({"train": ds, "test": ds.select(range(4))}).save_to_disk(str(tmp_path / "hubcopy"))
-    cfg = make_config(tmp_path, dataset={"name": "cifar100", "hub_id": str(tmp_path / "hubcopy"),
-                                         "max_samples": None, "valid_ratio": 0.25})
+    cfg = make_config(
+        tmp_path,
+        dataset={
+            "name": "cifar100",
+            "hub_id": str(tmp_path / "hubcopy"),
+            "max_samples": None,
+            "valid_ratio": 0.25,
+        },
+    )
     dsd = get_dataset(cfg)
     assert dsd["test"][:4]["pixel_values"].shape == (4, 3, 4, 4)
     assert dsd["train"].features["label"].names == ["a", "b"]
-    bad = make_config(tmp_path, dataset={"name": "hub", "hub_id": str(tmp_path / "hubcopy"), "image_column": "pix"})
+    bad = make_config(
+        tmp_path, dataset={"name": "hub", "hub_id": str(tmp_path / "hubcopy"), "image_column": "pix"}
+    )
     with pytest.raises(DataError, match="has no column 'pix'"):
         load_splits(bad)
 

@@ -49,7 +49,11 @@ def test_weighted_sum(batch):
 
 @pytest.mark.parametrize(
     ("spec", "weights", "match"),
-    [("ce+dice_typo", None, "unknown loss 'dice_typo'"), ("ce+focal", [1.0], "2 loss terms"), ("", None, "empty")],
+    [
+        ("ce+dice_typo", None, "unknown loss 'dice_typo'"),
+        ("ce+focal", [1.0], "2 loss terms"),
+        ("", None, "empty"),
+    ],
 )
 def test_bad_loss_specs(spec, weights, match):
     with pytest.raises(ConfigError, match=match):

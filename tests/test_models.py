@@ -13,8 +13,19 @@ from neurotrain_hf.models import get_model, logits_of
         ("mlp", {"image_size": 8}, 1, 8),
         ("timm/test_resnet", {}, 1, 32),
         ("torchvision/resnet18", {}, 1, 32),
-        ("hf/vit", {"image_size": 16, "patch_size": 8, "hidden_size": 32, "num_hidden_layers": 1,
-                    "num_attention_heads": 2, "intermediate_size": 37}, 3, 16),
+        (
+            "hf/vit",
+            {
+                "image_size": 16,
+                "patch_size": 8,
+                "hidden_size": 32,
+                "num_hidden_layers": 1,
+                "num_attention_heads": 2,
+                "intermediate_size": 37,
+            },
+            3,
+            16,
+        ),
     ],
 )
 def test_get_model_builds_offline_and_outputs_logits(name, kwargs, channels, size):
@@ -24,8 +35,11 @@ def test_get_model_builds_offline_and_outputs_logits(name, kwargs, channels, siz
 
 
 def test_config_num_labels_wins_and_dict_config():
-    model = get_model(config={"name": "simple_cnn", "num_labels": 3, "kwargs": {"channels": [4]}}, num_labels=9,
-                      in_channels=1)
+    model = get_model(
+        config={"name": "simple_cnn", "num_labels": 3, "kwargs": {"channels": [4]}},
+        num_labels=9,
+        in_channels=1,
+    )
     assert model.head[-1].out_features == 3
 
 

@@ -51,7 +51,9 @@ def test_builtin_registries_are_populated():
     from neurotrain_hf.models import list_models
     from neurotrain_hf.tasks import list_tasks
 
-    assert {"digits", "mnist", "cifar10", "cifar100", "imagefolder", "imagenet", "hub"} <= set(list_datasets())
+    assert {"digits", "mnist", "cifar10", "cifar100", "imagefolder", "imagenet", "hub"} <= set(
+        list_datasets()
+    )
     assert {"ce", "bce", "focal"} <= set(list_losses())
     assert {"accuracy", "precision", "recall", "f1", "auc", "top3", "top5"} <= set(list_metrics())
     assert "simple_cnn" in list_models()

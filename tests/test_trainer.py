@@ -17,14 +17,27 @@ from .conftest import make_config, run_python, tiny_config_dict, write_toml
 
 
 def test_end_to_end_run_folder(tmp_path):
-    config = make_config(tmp_path, training={"num_train_epochs": 2, "metrics": ["accuracy", "f1", "auc", "top3"]})
+    config = make_config(
+        tmp_path, training={"num_train_epochs": 2, "metrics": ["accuracy", "f1", "auc", "top3"]}
+    )
     trainer, _ = build_classification(config)
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
     report = run_classification(config)
     run = config.run_dir
-    for name in ("config.toml", "history.csv", "history.jsonl", "training_curves.png", "confusion_matrix.png",
-                 "valid_confusion_matrix.png", "report.json", "test_per_sample.csv", "test_metrics.json",
-                 "model/model.safetensors", "model/neurotrain.toml", "model/preprocessing.json"):
+    for name in (
+        "config.toml",
+        "history.csv",
+        "history.jsonl",
+        "training_curves.png",
+        "confusion_matrix.png",
+        "valid_confusion_matrix.png",
+        "report.json",
+        "test_per_sample.csv",
+        "test_metrics.json",
+        "model/model.safetensors",
+        "model/neurotrain.toml",
+        "model/preprocessing.json",
+    ):
         assert (run / name).is_file(), name
     ckpts = checkpoints(run)
     assert ckpts and all((p / COMPLETE_MARKER).is_file() for _, p in ckpts)
@@ -47,8 +60,10 @@ def test_streaming_eval_matches_sklearn_and_keeps_no_logits(tmp_path, monkeypatc
     from sklearn.metrics import accuracy_score, f1_score
     from transformers.trainer_pt_utils import EvalLoopContainer
 
-    config = make_config(tmp_path, training={"num_train_epochs": 1, "per_device_eval_batch_size": 7,
-                                             "metrics": ["accuracy", "f1"]})
+    config = make_config(
+        tmp_path,
+        training={"num_train_epochs": 1, "per_device_eval_batch_size": 7, "metrics": ["accuracy", "f1"]},
+    )
     trainer, _ = build_classification(config)
     trainer.train()
     added = []
@@ -67,11 +82,21 @@ def test_streaming_eval_matches_sklearn_and_keeps_no_logits(tmp_path, monkeypatc
 
 
 def _kill_config(tmp_path, run_id):
-    data = tiny_config_dict(tmp_path, basic={"run_id": run_id}, training={
-        "num_train_epochs": 3, "eval_strategy": "no", "save_strategy": "steps", "save_steps": 5,
-        "save_total_limit": 10, "logging_steps": 1, "metrics": []},
+    data = tiny_config_dict(
+        tmp_path,
+        basic={"run_id": run_id},
+        training={
+            "num_train_epochs": 3,
+            "eval_strategy": "no",
+            "save_strategy": "steps",
+            "save_steps": 5,
+            "save_total_limit": 10,
+            "logging_steps": 1,
+            "metrics": [],
+        },
         model={"kwargs": {"channels": [8, 16], "dropout": 0.3}},
-        augmentation={"horizontal_flip": 0.5, "rotation": 10.0})
+        augmentation={"horizontal_flip": 0.5, "rotation": 10.0},
+    )
     return write_toml(tmp_path / f"{run_id}.toml", data)
 
 
@@ -86,7 +111,9 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
     run = tmp_path / "runs" / "classification" / "killed"
     assert last_good_checkpoint(run).name == "checkpoint-10"
     rows_before = [r for r in read_history(run) if r["step"] <= 10]
-    proc = run_python(["tests/helpers/train_until.py", str(killed), "--training.resume_from_checkpoint", "last"])
+    proc = run_python(
+        ["tests/helpers/train_until.py", str(killed), "--training.resume_from_checkpoint", "last"]
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     a = load_file(str(tmp_path / "runs" / "classification" / "straight" / "model" / "model.safetensors"))
     b = load_file(str(run / "model" / "model.safetensors"))
@@ -102,8 +129,16 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
 def test_crash_while_saving_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     from transformers import Trainer
 
-    config = make_config(tmp_path, training={"num_train_epochs": 3, "eval_strategy": "no", "save_strategy": "steps",
-                                             "save_steps": 4, "metrics": []})
+    config = make_config(
+        tmp_path,
+        training={
+            "num_train_epochs": 3,
+            "eval_strategy": "no",
+            "save_strategy": "steps",
+            "save_steps": 4,
+            "metrics": [],
+        },
+    )
     trainer, _ = build_classification(config)
     calls = {"n": 0}
     original = Trainer._save_optimizer_and_scheduler
@@ -128,8 +163,16 @@ def test_crash_while_saving_keeps_last_good_checkpoint(tmp_path, monkeypatch):
 
 
 def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
-    config = make_config(tmp_path, training={"num_train_epochs": 3, "eval_strategy": "no", "save_strategy": "steps",
-                                             "save_steps": 3, "metrics": []})
+    config = make_config(
+        tmp_path,
+        training={
+            "num_train_epochs": 3,
+            "eval_strategy": "no",
+            "save_strategy": "steps",
+            "save_steps": 3,
+            "metrics": [],
+        },
+    )
     trainer, _ = build_classification(config)
     step = {"n": 0}
 
@@ -149,8 +192,15 @@ def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
 
 
 def test_early_stopping(tmp_path):
-    config = make_config(tmp_path, training={"num_train_epochs": 10, "learning_rate": 0.0,
-                                             "early_stopping_patience": 2, "metrics": ["accuracy"]})
+    config = make_config(
+        tmp_path,
+        training={
+            "num_train_epochs": 10,
+            "learning_rate": 0.0,
+            "early_stopping_patience": 2,
+            "metrics": ["accuracy"],
+        },
+    )
     trainer, _ = build_classification(config)
     trainer.train()
     evals = [r for r in trainer.state.log_history if "eval_accuracy" in r]
@@ -160,9 +210,20 @@ def test_early_stopping(tmp_path):
 
 def test_gradient_accumulation_equals_big_batch(tmp_path):
     def final_weights(run_id, **training):
-        config = make_config(tmp_path, basic={"run_id": run_id}, model={"name": "mlp", "kwargs": {"dropout": 0.0}},
-                             training={"max_steps": 3, "eval_strategy": "no", "save_strategy": "no", "metrics": [],
-                                       "batch_size": None, **training}, dataset={"max_samples": 96})
+        config = make_config(
+            tmp_path,
+            basic={"run_id": run_id},
+            model={"name": "mlp", "kwargs": {"dropout": 0.0}},
+            training={
+                "max_steps": 3,
+                "eval_strategy": "no",
+                "save_strategy": "no",
+                "metrics": [],
+                "batch_size": None,
+                **training,
+            },
+            dataset={"max_samples": 96},
+        )
         trainer, _ = build_classification(config)
         trainer.train()
         return {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
@@ -175,9 +236,18 @@ def test_gradient_accumulation_equals_big_batch(tmp_path):
 
 def test_bf16_on_cpu_and_tensorboard(tmp_path):
     pytest.importorskip("tensorboard")
-    config = make_config(tmp_path, training={"bf16": True, "max_steps": 4, "eval_strategy": "no",
-                                             "save_strategy": "no", "metrics": [], "report_to": ["tensorboard"],
-                                             "logging_steps": 1})
+    config = make_config(
+        tmp_path,
+        training={
+            "bf16": True,
+            "max_steps": 4,
+            "eval_strategy": "no",
+            "save_strategy": "no",
+            "metrics": [],
+            "report_to": ["tensorboard"],
+            "logging_steps": 1,
+        },
+    )
     assert config.training.use_cpu  # set automatically without a GPU
     trainer, _ = build_classification(config)
     out = trainer.train()

@@ -111,7 +111,9 @@ def _build(cls: type, section: str, values: dict[str, Any], source: str) -> Any:
     return obj
 
 
-def build_config(data: dict[str, Any], source: str = "<dict>", overrides: list[str] | None = None) -> ExperimentConfig:
+def build_config(
+    data: dict[str, Any], source: str = "<dict>", overrides: list[str] | None = None
+) -> ExperimentConfig:
     """Validate and build an ExperimentConfig from a dict of sections plus command-line overrides."""
     data = {k: dict(v) for k, v in data.items()}
     known = (*SECTION_ORDER, *RESERVED_SECTIONS)
@@ -121,7 +123,9 @@ def build_config(data: dict[str, Any], source: str = "<dict>", overrides: list[s
     raw_overrides = parse_overrides(overrides)
     for section in raw_overrides:
         if section not in SECTION_ORDER:
-            raise ConfigError(f"command line: unknown section --{section}.*{did_you_mean(section, SECTION_ORDER)}")
+            raise ConfigError(
+                f"command line: unknown section --{section}.*{did_you_mean(section, SECTION_ORDER)}"
+            )
 
     task = str({**data.get("basic", {}), **raw_overrides.get("basic", {})}.get("task", BasicConfig.task))
     built: dict[str, Any] = {}
@@ -135,12 +139,20 @@ def build_config(data: dict[str, Any], source: str = "<dict>", overrides: list[s
         types_ = field_types(cls)
         for key, raw in raw_overrides.get(section, {}).items():
             if key not in types_:
-                raise ConfigError(f"command line: unknown key --{section}.{key}{did_you_mean(key, list(types_))}")
+                raise ConfigError(
+                    f"command line: unknown key --{section}.{key}{did_you_mean(key, list(types_))}"
+                )
             values[key] = parse_override_value(raw, types_[key])
         if section == "training":
             for key, home in MOVED_KEYS.items():
                 if key in values:
                     raise ConfigError(f"{source}: [training] {key} is set in [{home}] {key}")
+            for key in values:
+                if any(marker in key for marker in SECRET_MARKERS):
+                    raise ConfigError(
+                        f"{source}: [training] {key}: secrets do not belong in experiment files (they are copied "
+                        "into run folders); log in with `hf auth login` or set HF_TOKEN"
+                    )
             values = check_section(cls, section, values, source)
             explicit = tuple(values)
             if values.get("batch_size") is not None:

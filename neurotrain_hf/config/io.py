@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import math
-import tomllib
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from ..errors import ConfigError
 
@@ -17,7 +18,9 @@ def format_of(path: str | Path) -> str:
     suffix = Path(path).suffix.lower().lstrip(".")
     fmt = {"yml": "yaml"}.get(suffix, suffix)
     if fmt not in FORMATS:
-        raise ConfigError(f"{path}: unsupported config format {suffix!r}; expected .toml, .yaml/.yml or .json")
+        raise ConfigError(
+            f"{path}: unsupported config format {suffix!r}; expected .toml, .yaml/.yml or .json"
+        )
     return fmt
 
 

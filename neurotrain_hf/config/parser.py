@@ -19,7 +19,11 @@ class NeuroArgumentParser(HfArgumentParser):
         if any(k in field.metadata for k in BOUND_KEYS):
             meta = dict(field.metadata)
             low, high = meta.pop("min", None), meta.pop("max", None)
-            bounds = ", ".join(s for s in (f">= {low}" if low is not None else "", f"<= {high}" if high is not None else "") if s)
+            bounds = ", ".join(
+                s
+                for s in (f">= {low}" if low is not None else "", f"<= {high}" if high is not None else "")
+                if s
+            )
             meta["help"] = f"{meta.get('help', '')} ({bounds})".strip()
             field = copy.copy(field)
             field.metadata = types.MappingProxyType(meta)

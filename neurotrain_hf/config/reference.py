@@ -24,7 +24,9 @@ def _table(cls: type, fields: list[dataclasses.Field]) -> list[str]:
         extra = f" ({', '.join(b for b in bounds if b)})" if any(bounds) else ""
         choices = f" One of: {', '.join(map(repr, meta['choices']))}." if meta.get("choices") else ""
         help_ = str(meta.get("help", "")).replace("|", "\\|").replace("\n", " ")
-        rows.append(f"| `{f.name}` | {describe(types_[f.name])} | `{_default(f)}` | {help_}{extra}{choices} |")
+        rows.append(
+            f"| `{f.name}` | {describe(types_[f.name])} | `{_default(f)}` | {help_}{extra}{choices} |"
+        )
     return rows
 
 
@@ -49,14 +51,26 @@ def render() -> str:
     for task in list_tasks():
         cls = get_task(task).config_class()
         own = [f for f in dataclasses.fields(cls) if f.init and f.name not in inherited]
-        redefaulted = [f for f in dataclasses.fields(cls) if f.init and f.name in inherited
-                       and "neurotrain_hf" in _owner(cls, f.name)]
-        lines += [f"## [training] for task `{task}` ({cls.__name__})", "", " ".join((cls.__doc__ or "").split()), "",
-                  "Fields neurotrain adds:", ""]
+        redefaulted = [
+            f
+            for f in dataclasses.fields(cls)
+            if f.init and f.name in inherited and "neurotrain_hf" in _owner(cls, f.name)
+        ]
+        lines += [
+            f"## [training] for task `{task}` ({cls.__name__})",
+            "",
+            " ".join((cls.__doc__ or "").split()),
+            "",
+            "Fields neurotrain adds:",
+            "",
+        ]
         lines += _table(cls, own) + ["", "TrainingArguments fields with neurotrain defaults:", ""]
         lines += _table(cls, redefaulted) + [""]
-        lines += ["Every other `transformers.TrainingArguments` field is accepted as documented by transformers,",
-                  "except `seed` and `output_dir`, which come from `[basic]`.", ""]
+        lines += [
+            "Every other `transformers.TrainingArguments` field is accepted as documented by transformers,",
+            "except `seed` and `output_dir`, which come from `[basic]`.",
+            "",
+        ]
     return "\n".join(lines)
 
 

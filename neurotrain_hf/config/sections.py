@@ -14,12 +14,16 @@ from dataclasses import dataclass, field
 class BasicConfig:
     """``[basic]``: what to run and where its run folder goes."""
 
-    task: str = field(default="classification", metadata={"help": "Task to run; `neurotrain list tasks` shows them."})
+    task: str = field(
+        default="classification", metadata={"help": "Task to run; `neurotrain list tasks` shows them."}
+    )
     run_id: str = field(
         default="",
         metadata={"help": "Name of the run folder `<output_dir>/<task>/<run_id>`; empty means a timestamp."},
     )
-    seed: int = field(default=42, metadata={"help": "Seed for data splits, initialisation and training.", "min": 0})
+    seed: int = field(
+        default=42, metadata={"help": "Seed for data splits, initialisation and training.", "min": 0}
+    )
     output_dir: str = field(default="runs", metadata={"help": "Root folder of all run folders."})
 
 
@@ -38,7 +42,8 @@ class ModelConfig:
         default=False, metadata={"help": "Load pretrained weights (needs them cached or network access)."}
     )
     num_labels: int | None = field(
-        default=None, metadata={"help": "Number of output classes; default: taken from the dataset.", "min": 1}
+        default=None,
+        metadata={"help": "Number of output classes; default: taken from the dataset.", "min": 1},
     )
     in_channels: int | None = field(
         default=None, metadata={"help": "Input channels; default: taken from the dataset.", "min": 1}
@@ -48,7 +53,8 @@ class ModelConfig:
         metadata={"help": "Extra keyword arguments for the model constructor, as a TOML table."},
     )
     trust_remote_code: bool = field(
-        default=False, metadata={"help": "Allow `hf/` models that run code from their repository (off by default)."}
+        default=False,
+        metadata={"help": "Allow `hf/` models that run code from their repository (off by default)."},
     )
 
 
@@ -60,25 +66,36 @@ class DatasetConfig:
         default="digits", metadata={"help": "Registered dataset name; `neurotrain list datasets` shows them."}
     )
     root: str | None = field(
-        default=None, metadata={"help": "Local folder holding the dataset's original files (see docs/datasets.md)."}
+        default=None,
+        metadata={"help": "Local folder holding the dataset's original files (see docs/datasets.md)."},
     )
     hub_id: str | None = field(
-        default=None, metadata={"help": "Hub dataset id (or local dataset folder) for `datasets.load_dataset`."}
+        default=None,
+        metadata={"help": "Hub dataset id (or local dataset folder) for `datasets.load_dataset`."},
     )
     revision: str | None = field(default=None, metadata={"help": "Hub revision (branch, tag or commit)."})
     image_column: str | None = field(
         default=None, metadata={"help": "Image column name; default: the dataset's own (`image`, `img`)."}
     )
     label_column: str | None = field(
-        default=None, metadata={"help": "Label column name; default: the dataset's own (`label`, `fine_label`)."}
+        default=None,
+        metadata={"help": "Label column name; default: the dataset's own (`label`, `fine_label`)."},
     )
     valid_ratio: float = field(
         default=0.1,
-        metadata={"help": "Fraction of train split off as validation when the source has none.", "min": 0.0, "max": 0.9},
+        metadata={
+            "help": "Fraction of train split off as validation when the source has none.",
+            "min": 0.0,
+            "max": 0.9,
+        },
     )
     test_ratio: float = field(
         default=0.2,
-        metadata={"help": "Fraction split off as test when the source has no test split.", "min": 0.0, "max": 0.9},
+        metadata={
+            "help": "Fraction split off as test when the source has no test split.",
+            "min": 0.0,
+            "max": 0.9,
+        },
     )
     max_samples: int | None = field(
         default=None, metadata={"help": "Keep at most this many samples per split (quick runs).", "min": 1}
@@ -90,37 +107,57 @@ class DatasetConfig:
 class AugmentationConfig:
     """``[augmentation]``: on-the-fly transforms; random ones apply to the train split only."""
 
-    resize: int | None = field(default=None, metadata={"help": "Resize images to this square size.", "min": 1})
-    random_crop: int | None = field(
-        default=None, metadata={"help": "Random crop size for training (center crop for evaluation).", "min": 1}
+    resize: int | None = field(
+        default=None, metadata={"help": "Resize images to this square size.", "min": 1}
     )
-    crop_padding: int = field(default=0, metadata={"help": "Zero padding added before the random crop.", "min": 0})
+    random_crop: int | None = field(
+        default=None,
+        metadata={"help": "Random crop size for training (center crop for evaluation).", "min": 1},
+    )
+    crop_padding: int = field(
+        default=0, metadata={"help": "Zero padding added before the random crop.", "min": 0}
+    )
     horizontal_flip: float = field(
         default=0.0, metadata={"help": "Probability of a horizontal flip.", "min": 0.0, "max": 1.0}
     )
-    vertical_flip: float = field(default=0.0, metadata={"help": "Probability of a vertical flip.", "min": 0.0, "max": 1.0})
+    vertical_flip: float = field(
+        default=0.0, metadata={"help": "Probability of a vertical flip.", "min": 0.0, "max": 1.0}
+    )
     rotation: float = field(
-        default=0.0, metadata={"help": "Maximum rotation in degrees (uniform in [-r, r]).", "min": 0.0, "max": 180.0}
+        default=0.0,
+        metadata={"help": "Maximum rotation in degrees (uniform in [-r, r]).", "min": 0.0, "max": 180.0},
     )
     color_jitter: float = field(
         default=0.0,
-        metadata={"help": "Brightness/contrast/saturation jitter strength (0 disables).", "min": 0.0, "max": 1.0},
+        metadata={
+            "help": "Brightness/contrast/saturation jitter strength (0 disables).",
+            "min": 0.0,
+            "max": 1.0,
+        },
     )
     normalize: bool = field(default=True, metadata={"help": "Normalize with `mean` and `std`."})
-    mean: list[float] | None = field(default=None, metadata={"help": "Per-channel mean; default: the dataset's."})
-    std: list[float] | None = field(default=None, metadata={"help": "Per-channel std; default: the dataset's."})
+    mean: list[float] | None = field(
+        default=None, metadata={"help": "Per-channel mean; default: the dataset's."}
+    )
+    std: list[float] | None = field(
+        default=None, metadata={"help": "Per-channel std; default: the dataset's."}
+    )
 
 
 @dataclass
 class TestingConfig:
     """``[testing]``: what the Tester evaluates after training (or on its own)."""
 
-    split: str = field(default="test", metadata={"help": "Split to evaluate.", "choices": ["test", "valid", "train"]})
+    split: str = field(
+        default="test", metadata={"help": "Split to evaluate.", "choices": ["test", "valid", "train"]}
+    )
     checkpoint: str = field(
         default="best",
         metadata={"help": "`best`, `last`, or a checkpoint folder path to evaluate."},
     )
-    per_sample: bool = field(default=True, metadata={"help": "Write per-sample predictions and metrics as CSV."})
+    per_sample: bool = field(
+        default=True, metadata={"help": "Write per-sample predictions and metrics as CSV."}
+    )
     run_after_training: bool = field(default=True, metadata={"help": "Run the Tester when training ends."})
 
 

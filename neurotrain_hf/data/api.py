@@ -113,7 +113,9 @@ def load_splits(config: ExperimentConfig) -> tuple[datasets.DatasetDict, Dataset
 
 def attach_transforms(dsd: datasets.DatasetDict, config: ExperimentConfig, info: DatasetInfo) -> None:
     for name, split in dsd.items():
-        split.set_transform(ImageBatchTransform(config.augmentation, info.mean, info.std, train=name == "train"))
+        split.set_transform(
+            ImageBatchTransform(config.augmentation, info.mean, info.std, train=name == "train")
+        )
 
 
 def get_dataset(config: ExperimentConfig) -> datasets.DatasetDict:
@@ -165,7 +167,12 @@ def get_train_valid_test_dataloader(config: ExperimentConfig):
             continue
         bs = args.per_device_train_batch_size if name == "train" else args.per_device_eval_batch_size
         loaders.append(
-            make_dataloader(dsd[name], bs, shuffle=name == "train", seed=config.basic.seed,
-                            num_workers=args.dataloader_num_workers)
+            make_dataloader(
+                dsd[name],
+                bs,
+                shuffle=name == "train",
+                seed=config.basic.seed,
+                num_workers=args.dataloader_num_workers,
+            )
         )
     return tuple(loaders)

@@ -22,15 +22,24 @@ MNIST_STATS = ((0.1307,), (0.3081,))
 CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
 CIFAR100_STATS = ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
 IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-SPLIT_ALIASES = {"validation": "valid", "val": "valid", "dev": "valid", "valid": "valid", "train": "train",
-                 "test": "test"}
+SPLIT_ALIASES = {
+    "validation": "valid",
+    "val": "valid",
+    "dev": "valid",
+    "valid": "valid",
+    "train": "train",
+    "test": "test",
+}
 
 
 def array_split(images: np.ndarray, labels: np.ndarray, names: list[str]) -> datasets.Dataset:
     """An in-memory split with a fixed-shape image column (zero-copy batch reads)."""
     dtype = "uint8" if images.dtype == np.uint8 else "float32"
     features = datasets.Features(
-        {"image": datasets.Array3D(shape=images.shape[1:], dtype=dtype), "label": datasets.ClassLabel(names=names)}
+        {
+            "image": datasets.Array3D(shape=images.shape[1:], dtype=dtype),
+            "label": datasets.ClassLabel(names=names),
+        }
     )
     return datasets.Dataset.from_dict({"image": images, "label": labels.astype(np.int64)}, features=features)
 

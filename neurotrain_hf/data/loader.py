@@ -98,7 +98,9 @@ class BatchFetchDataset(torch.utils.data.Dataset):
         self.columns = list(dataset.format.get("columns") or dataset.column_names)
         self._views = _fixed_views(dataset, self.columns)
         self._rows = _row_mapping(dataset) if self._views is not None else None
-        self._formatted = None if self._views is not None else dataset.with_format("numpy", columns=self.columns)
+        self._formatted = (
+            None if self._views is not None else dataset.with_format("numpy", columns=self.columns)
+        )
 
     @property
     def zero_copy(self) -> bool:
@@ -123,7 +125,9 @@ class BatchFetchDataset(torch.utils.data.Dataset):
 
     def batch_generator(self, indices: list[int]) -> torch.Generator:
         """A generator seeded by (seed, epoch, indices): augmentations independent of fetch order."""
-        state = np.random.SeedSequence([self.seed, self.epoch, *map(int, indices)]).generate_state(2, np.uint32)
+        state = np.random.SeedSequence([self.seed, self.epoch, *map(int, indices)]).generate_state(
+            2, np.uint32
+        )
         return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
     def __getitems__(self, indices: list[int]) -> dict[str, Any]:

@@ -110,13 +110,19 @@ class ImageBatchTransform:
         """Transform a batch of images to a (B, C, H, W) tensor; random draws come from ``generator``."""
         x = stack_images(images)
         if self.aug.resize:
-            x = _resize(x, self.aug.resize) if torch.is_tensor(x) else [_resize(t, self.aug.resize) for t in x]
+            x = (
+                _resize(x, self.aug.resize)
+                if torch.is_tensor(x)
+                else [_resize(t, self.aug.resize) for t in x]
+            )
         if self.train and self.has_random_ops:
             x = [self._random_ops(t, generator) for t in x]
         elif self.aug.random_crop:
-            x = _center_crop(x, self.aug.random_crop) if torch.is_tensor(x) else [
-                _center_crop(t, self.aug.random_crop) for t in x
-            ]
+            x = (
+                _center_crop(x, self.aug.random_crop)
+                if torch.is_tensor(x)
+                else [_center_crop(t, self.aug.random_crop) for t in x]
+            )
         if not torch.is_tensor(x):
             shapes = {tuple(t.shape) for t in x}
             if len(shapes) > 1:

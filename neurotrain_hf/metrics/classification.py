@@ -62,7 +62,9 @@ class ClassificationAccumulator:
         preds, refs = _as_numpy(predictions), _as_numpy(references).astype(np.int64).reshape(-1)
         if preds.ndim == 2:
             if preds.shape[1] != self.num_labels:
-                raise ValueError(f"predictions have {preds.shape[1]} scores per sample, expected {self.num_labels}")
+                raise ValueError(
+                    f"predictions have {preds.shape[1]} scores per sample, expected {self.num_labels}"
+                )
             if not np.isfinite(preds).all():
                 bad = int(np.argwhere(~np.isfinite(preds))[0][0])
                 raise ValueError(f"sample {self.count + bad}: predictions contain NaN or inf scores")
@@ -146,8 +148,12 @@ class ClassificationAccumulator:
 
 
 def compute_classification(
-    predictions, references, num_labels: int | None = None, average: str = "macro",
-    top_k: Iterable[int] = (1, 3, 5), from_logits: bool = False,
+    predictions,
+    references,
+    num_labels: int | None = None,
+    average: str = "macro",
+    top_k: Iterable[int] = (1, 3, 5),
+    from_logits: bool = False,
 ) -> dict[str, float]:
     """One-shot version of the accumulator for in-memory arrays."""
     preds = _as_numpy(predictions)

@@ -65,7 +65,9 @@ class StreamingMetrics:
         return self.families[name][0]
 
 
-def _classification_family(num_labels: int, top_k=(1, 3, 5), average: str = "macro", keep_scores: bool = True):
+def _classification_family(
+    num_labels: int, top_k=(1, 3, 5), average: str = "macro", keep_scores: bool = True
+):
     from .classification import ClassificationAccumulator
 
     return ClassificationAccumulator(num_labels, top_k=top_k, average=average, keep_scores=keep_scores)

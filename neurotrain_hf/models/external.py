@@ -15,7 +15,9 @@ def timm_model(arch: str):
 
         if not timm.is_model(arch):
             raise ConfigError(f"[model] timm/{arch}: unknown timm model (see timm.list_models())")
-        return timm.create_model(arch, pretrained=pretrained, num_classes=num_labels, in_chans=in_channels, **kwargs)
+        return timm.create_model(
+            arch, pretrained=pretrained, num_classes=num_labels, in_chans=in_channels, **kwargs
+        )
 
     return build
 
@@ -26,8 +28,16 @@ def _replace_first_conv(model: nn.Module, in_channels: int) -> None:
             if isinstance(child, nn.Conv2d):
                 if child.in_channels == in_channels:
                     return
-                new = nn.Conv2d(in_channels, child.out_channels, child.kernel_size, child.stride, child.padding,
-                                child.dilation, child.groups, child.bias is not None)
+                new = nn.Conv2d(
+                    in_channels,
+                    child.out_channels,
+                    child.kernel_size,
+                    child.stride,
+                    child.padding,
+                    child.dilation,
+                    child.groups,
+                    child.bias is not None,
+                )
                 setattr(parent, child_name, new)
                 return
 
@@ -66,20 +76,30 @@ def torchvision_model(arch: str):
 def hf_model(model_id: str):
     """``hf/<hub-id-or-path>`` (config from the Hub or a folder) or ``hf/<model_type>`` (e.g. ``hf/vit``)."""
 
-    def build(num_labels: int, in_channels: int, pretrained: bool = False, trust_remote_code: bool = False,
-              **kwargs) -> nn.Module:
+    def build(
+        num_labels: int, in_channels: int, pretrained: bool = False, trust_remote_code: bool = False, **kwargs
+    ) -> nn.Module:
         from transformers import CONFIG_MAPPING, AutoConfig, AutoModelForImageClassification
 
         if pretrained:
             return AutoModelForImageClassification.from_pretrained(
-                model_id, num_labels=num_labels, ignore_mismatched_sizes=True, trust_remote_code=trust_remote_code,
-                num_channels=in_channels, **kwargs,
+                model_id,
+                num_labels=num_labels,
+                ignore_mismatched_sizes=True,
+                trust_remote_code=trust_remote_code,
+                num_channels=in_channels,
+                **kwargs,
             )
         if model_id in CONFIG_MAPPING:
             config = AutoConfig.for_model(model_id, num_labels=num_labels, num_channels=in_channels, **kwargs)
         else:
-            config = AutoConfig.from_pretrained(model_id, num_labels=num_labels, num_channels=in_channels,
-                                                trust_remote_code=trust_remote_code, **kwargs)
+            config = AutoConfig.from_pretrained(
+                model_id,
+                num_labels=num_labels,
+                num_channels=in_channels,
+                trust_remote_code=trust_remote_code,
+                **kwargs,
+            )
         return AutoModelForImageClassification.from_config(config, trust_remote_code=trust_remote_code)
 
     return build

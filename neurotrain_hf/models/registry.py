@@ -55,7 +55,12 @@ def get_model(
     builder = MODELS.get(name)
     extra = {"trust_remote_code": options["trust_remote_code"]} if options.get("trust_remote_code") else {}
     try:
-        return builder(num_labels=labels, in_channels=channels, pretrained=bool(options.get("pretrained")),
-                       **extra, **kwargs)
+        return builder(
+            num_labels=labels,
+            in_channels=channels,
+            pretrained=bool(options.get("pretrained")),
+            **extra,
+            **kwargs,
+        )
     except TypeError as exc:
         raise ConfigError(f"[model] {name}: bad kwargs {sorted(kwargs)}: {exc}") from None

@@ -13,18 +13,29 @@ from .registry import register_model
 class SimpleCNN(nn.Module):
     """Conv-BN-ReLU blocks (max-pool between them), global average pooling, dropout, linear head."""
 
-    def __init__(self, num_labels: int, in_channels: int = 1, channels: Sequence[int] = (32, 64, 128),
-                 dropout: float = 0.1) -> None:
+    def __init__(
+        self,
+        num_labels: int,
+        in_channels: int = 1,
+        channels: Sequence[int] = (32, 64, 128),
+        dropout: float = 0.1,
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         prev = in_channels
         for i, width in enumerate(channels):
             if i:
                 layers.append(nn.MaxPool2d(2, ceil_mode=True))
-            layers += [nn.Conv2d(prev, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+            layers += [
+                nn.Conv2d(prev, width, 3, padding=1, bias=False),
+                nn.BatchNorm2d(width),
+                nn.ReLU(inplace=True),
+            ]
             prev = width
         self.features = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(prev, num_labels))
+        self.head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(prev, num_labels)
+        )
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(pixel_values))
@@ -40,7 +51,9 @@ def simple_cnn(num_labels: int, in_channels: int, pretrained: bool = False, **kw
 class MLP(nn.Module):
     """Flatten + hidden layers: a baseline for tiny images."""
 
-    def __init__(self, num_labels: int, in_features: int, hidden: Sequence[int] = (256,), dropout: float = 0.1):
+    def __init__(
+        self, num_labels: int, in_features: int, hidden: Sequence[int] = (256,), dropout: float = 0.1
+    ):
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]
         prev = in_features
@@ -55,7 +68,9 @@ class MLP(nn.Module):
 
 
 @register_model("mlp")
-def mlp(num_labels: int, in_channels: int, pretrained: bool = False, image_size: int = 8, **kwargs) -> nn.Module:
+def mlp(
+    num_labels: int, in_channels: int, pretrained: bool = False, image_size: int = 8, **kwargs
+) -> nn.Module:
     if pretrained:
         raise ValueError("mlp has no pretrained weights")
     return MLP(num_labels, in_channels * image_size * image_size, **kwargs)

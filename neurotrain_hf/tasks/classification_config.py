@@ -19,9 +19,12 @@ class ClassificationConfig(NeuroTrainingArguments):
     )
     average: str = field(
         default="macro",
-        metadata={"help": "Averaging of precision, recall, F1 and AUC over classes.",
-                  "choices": ["macro", "micro", "weighted"]},
+        metadata={
+            "help": "Averaging of precision, recall, F1 and AUC over classes.",
+            "choices": ["macro", "micro", "weighted"],
+        },
     )
     metric_for_best_model: str | None = field(
-        default="accuracy", metadata={"help": "Metric that picks the best checkpoint and drives early stopping."}
+        default="accuracy",
+        metadata={"help": "Metric that picks the best checkpoint and drives early stopping."},
     )

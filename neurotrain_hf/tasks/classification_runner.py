@@ -16,7 +16,14 @@ from ..data.api import attach_transforms, load_splits
 from ..model_io import save_model_dir
 from ..models import get_model
 from ..tester import Tester
-from ..trainer.run_folder import CONFIG_NAME, MODEL_DIR, plot_confusion, plot_curves, read_history, write_report
+from ..trainer.run_folder import (
+    CONFIG_NAME,
+    MODEL_DIR,
+    plot_confusion,
+    plot_curves,
+    read_history,
+    write_report,
+)
 from .classification_trainer import ClassificationTrainer
 
 logger = logging.getLogger(__name__)
@@ -36,8 +43,13 @@ def build_classification(config: ExperimentConfig, callbacks: list | None = None
     attach_transforms(dsd, config, info)
     model = get_model(config.model.name, config.model, num_labels=info.num_labels, in_channels=info.channels)
     trainer = ClassificationTrainer(
-        model, config.training, train_dataset=dsd["train"], eval_dataset=dsd.get("valid"),
-        num_labels=info.num_labels, label_names=info.label_names, callbacks=callbacks,
+        model,
+        config.training,
+        train_dataset=dsd["train"],
+        eval_dataset=dsd.get("valid"),
+        num_labels=info.num_labels,
+        label_names=info.label_names,
+        callbacks=callbacks,
     )
     return trainer, info
 
@@ -51,7 +63,9 @@ def run_classification(config: ExperimentConfig, callbacks: list | None = None) 
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_config_file(config.to_dict(), run_dir / CONFIG_NAME)
-    train_output = trainer.train(resume_from_checkpoint=resume_argument(config.training.resume_from_checkpoint))
+    train_output = trainer.train(
+        resume_from_checkpoint=resume_argument(config.training.resume_from_checkpoint)
+    )
     report: dict[str, Any] = {
         "task": config.basic.task,
         "run_id": config.basic.run_id,

@@ -23,8 +23,15 @@ def classification_metrics(args: ClassificationConfig, num_labels: int) -> Strea
 class ClassificationTrainer(NeuroTrainer):
     """Cross-entropy (or any registry loss) on ``pixel_values -> logits``; keeps the last confusion matrix."""
 
-    def __init__(self, model: torch.nn.Module, args: ClassificationConfig, *, num_labels: int,
-                 label_names: list[str] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        args: ClassificationConfig,
+        *,
+        num_labels: int,
+        label_names: list[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
         self.num_labels = num_labels
         self.label_names = label_names or [str(i) for i in range(num_labels)]
         self.confusion: np.ndarray | None = None

@@ -28,7 +28,9 @@ class NeuroTrainingArguments(TrainingArguments):
     )
     loss: str = field(
         default="ce",
-        metadata={"help": "Loss name from the registry, or a sum such as `ce+focal`; `neurotrain list losses`."},
+        metadata={
+            "help": "Loss name from the registry, or a sum such as `ce+focal`; `neurotrain list losses`."
+        },
     )
     loss_weights: list[float] | None = field(
         default=None, metadata={"help": "Weights of the terms of a summed loss (default: all 1.0)."}
@@ -36,7 +38,9 @@ class NeuroTrainingArguments(TrainingArguments):
     class_weights: list[float] | None = field(
         default=None, metadata={"help": "Per-class weights for cross-entropy and focal losses."}
     )
-    focal_gamma: float = field(default=2.0, metadata={"help": "Focusing parameter of the focal loss.", "min": 0.0})
+    focal_gamma: float = field(
+        default=2.0, metadata={"help": "Focusing parameter of the focal loss.", "min": 0.0}
+    )
     metrics: list[str] | None = field(
         default=None,
         metadata={"help": "Evaluation metrics by name (default: the task's); `neurotrain list metrics`."},
@@ -50,11 +54,14 @@ class NeuroTrainingArguments(TrainingArguments):
         },
     )
     early_stopping_threshold: float = field(
-        default=0.0, metadata={"help": "Minimum improvement (min_delta) that counts for early stopping.", "min": 0.0}
+        default=0.0,
+        metadata={"help": "Minimum improvement (min_delta) that counts for early stopping.", "min": 0.0},
     )
     stop_on_nonfinite_loss: bool = field(
         default=True,
-        metadata={"help": "Stop with a clear error when the training loss is NaN/inf; the last good checkpoint stays."},
+        metadata={
+            "help": "Stop with a clear error when the training loss is NaN/inf; the last good checkpoint stays."
+        },
     )
     monitor_resources: bool = field(
         default=True, metadata={"help": "Log throughput, CPU RAM and GPU memory with the training logs."}
@@ -62,7 +69,9 @@ class NeuroTrainingArguments(TrainingArguments):
     plots: bool = field(default=True, metadata={"help": "Write training-curve and confusion-matrix PNGs."})
 
     # Re-defaulted TrainingArguments fields.
-    eval_strategy: str = field(default="epoch", metadata={"help": "When to evaluate: `no`, `steps` or `epoch`."})
+    eval_strategy: str = field(
+        default="epoch", metadata={"help": "When to evaluate: `no`, `steps` or `epoch`."}
+    )
     save_strategy: str = field(
         default="epoch", metadata={"help": "When to save a checkpoint: `no`, `steps`, `epoch` or `best`."}
     )
@@ -91,7 +100,9 @@ class NeuroTrainingArguments(TrainingArguments):
         if str(self.eval_strategy) == "no":
             self.load_best_model_at_end = False
         if self.early_stopping_patience is not None and str(self.eval_strategy) == "no":
-            raise ConfigError("early_stopping_patience needs evaluation: set eval_strategy to `epoch` or `steps`")
+            raise ConfigError(
+                "early_stopping_patience needs evaluation: set eval_strategy to `epoch` or `steps`"
+            )
         use_cpu_without_gpu(self)
         super().__post_init__()
 

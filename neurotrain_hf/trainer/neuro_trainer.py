@@ -73,7 +73,9 @@ class NeuroTrainer(Trainer):
         if hasattr(train_dataset, "set_epoch"):
             callbacks.append(DataEpochCallback(train_dataset))
         if args.early_stopping_patience is not None:
-            callbacks.append(EarlyStoppingCallback(args.early_stopping_patience, args.early_stopping_threshold))
+            callbacks.append(
+                EarlyStoppingCallback(args.early_stopping_patience, args.early_stopping_threshold)
+            )
         kwargs.setdefault("data_collator", passthrough_collate)
         # Trainer.__init__ reads `model.config` when label smoothing is on, which plain nn.Modules lack;
         # our losses apply the smoothing themselves, so hide it from Trainer during construction.

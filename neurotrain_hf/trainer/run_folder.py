@@ -135,8 +135,15 @@ def plot_confusion(run_dir: str | Path, confusion, label_names: list[str], name:
         ax.set_yticks(range(n), label_names)
         for i in range(n):
             for j in range(n):
-                ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7,
-                        color="white" if norm[i, j] > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    str(cm[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if norm[i, j] > 0.5 else "black",
+                )
     ax.set_xlabel("prediction")
     ax.set_ylabel("reference")
     fig.tight_layout()

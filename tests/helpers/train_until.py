@@ -1,6 +1,6 @@
 """Test helper: run the classification task from a config, optionally SIGKILL itself at a step.
 
-    python tests/helpers/train_until.py CONFIG [--kill-at-step N] [overrides...]
+python tests/helpers/train_until.py CONFIG [--kill-at-step N] [overrides...]
 """
 
 import os

@@ -1,0 +1,50 @@
+"""Test helper for 2-process runs: train, then every rank writes its view (world size, steps, weights hash)."""
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import torch
+from transformers import TrainerCallback
+
+from neurotrain_hf.config import load_config
+from neurotrain_hf.tasks.classification_runner import run_classification
+
+
+class RankReport(TrainerCallback):
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.first_labels = None
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        pass
+
+    def on_train_end(self, args, state, control, model=None, train_dataloader=None, **kwargs):
+        digest = hashlib.sha256()
+        for name, tensor in sorted(model.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+        first = next(iter(train_dataloader))["labels"].tolist() if train_dataloader is not None else None
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / f"rank{rank}.json").write_text(
+            json.dumps(
+                {
+                    "world_size": args.world_size,
+                    "global_step": state.global_step,
+                    "weights": digest.hexdigest(),
+                    "first_batch_labels": first,
+                }
+            )
+        )
+
+
+def main(argv: list[str]) -> int:
+    config = load_config(argv[0], argv[1:])
+    run_classification(config, callbacks=[RankReport(config.run_dir / "ranks")])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
