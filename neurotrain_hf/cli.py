@@ -205,8 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     if args.command == "train":
-        rest = [args.config, *args.overrides] if args.config else ["--help"]
-        return recipe_main("classification", rest) if rest[0] in ("-h", "--help") else _train(rest)
+        return recipe_main("classification", [args.config, *args.overrides] if args.config else ["--help"])
     if args.command == "list":
         import fnmatch
 
@@ -227,16 +226,6 @@ def main(argv: list[str] | None = None) -> int:
     except NeuroTrainError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-
-
-def _train(argv: list[str]) -> int:
-    setup_logging()
-    try:
-        run_training(argv[0], argv[1:])
-    except NeuroTrainError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    return 0
 
 
 if __name__ == "__main__":
