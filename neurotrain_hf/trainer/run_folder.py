@@ -32,7 +32,8 @@ def read_history(run_dir: str | Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def write_history_csv(run_dir: str | Path, rows: list[dict[str, Any]]) -> None:
+def write_history_csv(run_dir: str | Path, rows: list[dict[str, Any]]) -> list[str]:
+    """Rewrite history.csv with the union of all rows' keys as header; returns the header."""
     columns: list[str] = []
     for row in rows:
         columns += [k for k in row if k not in columns]
@@ -43,6 +44,7 @@ def write_history_csv(run_dir: str | Path, rows: list[dict[str, Any]]) -> None:
         writer.writeheader()
         writer.writerows(rows)
     tmp.replace(path)
+    return columns
 
 
 class HistoryRecorder(TrainerCallback):
@@ -51,6 +53,7 @@ class HistoryRecorder(TrainerCallback):
     def __init__(self, run_dir: str | Path) -> None:
         self.run_dir = Path(run_dir)
         self.rows: list[dict[str, Any]] = []
+        self.columns: list[str] = []
 
     def on_train_begin(self, args, state, control, **kwargs):
         if not state.is_world_process_zero:
@@ -60,8 +63,7 @@ class HistoryRecorder(TrainerCallback):
         self.rows = [r for r in read_history(self.run_dir) if r.get("step", 0) <= state.global_step]
         with open(self.run_dir / HISTORY_JSONL, "w", encoding="utf-8") as f:
             f.writelines(json.dumps(r) + "\n" for r in self.rows)
-        if self.rows:
-            write_history_csv(self.run_dir, self.rows)
+        self.columns = write_history_csv(self.run_dir, self.rows) if self.rows else []
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
@@ -70,7 +72,11 @@ class HistoryRecorder(TrainerCallback):
         self.rows.append(row)
         with open(self.run_dir / HISTORY_JSONL, "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
-        write_history_csv(self.run_dir, self.rows)
+        if self.columns and set(row) <= set(self.columns):
+            with open(self.run_dir / HISTORY_CSV, "a", newline="", encoding="utf-8") as f:
+                csv.DictWriter(f, fieldnames=self.columns).writerow(row)
+        else:  # a new column: rewrite the file with the wider header
+            self.columns = write_history_csv(self.run_dir, self.rows)
 
 
 def _jsonable(value: Any) -> Any:
