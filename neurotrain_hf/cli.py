@@ -147,6 +147,23 @@ def _cmd_predict(args) -> int:
     return 0
 
 
+def _cmd_metrics(args) -> int:
+    from .metrics import hub
+
+    if args.action == "install":
+        for folder in hub.install_modules():
+            print(folder)
+    elif args.action == "spaces":
+        for folder in hub.write_spaces(Path(args.dest)):
+            print(folder)
+    elif args.action == "publish":
+        for url in hub.publish_spaces(args.namespace, endpoint=args.endpoint):
+            print(url)
+    else:
+        print("\n".join(f"{hub.NAMESPACE}/{name}" for name in sorted(hub.CARDS)))
+    return 0
+
+
 def _cmd_env(args) -> int:
     import importlib.metadata as md
     import platform
@@ -198,6 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("kind", choices=LIST_KINDS)
     p.add_argument("pattern", nargs="?", default="*")
     sub.add_parser("env", help="print versions for bug reports")
+    p = sub.add_parser("metrics", help="evaluate modules: install offline, lay out or publish Spaces")
+    p.add_argument("action", choices=("install", "spaces", "publish", "list"))
+    p.add_argument("--namespace", default="neurotrain", help="Hub namespace for publish")
+    p.add_argument("--endpoint", default=None, help="Hub endpoint (default: HF_ENDPOINT or the Hub)")
+    p.add_argument("--dest", default="spaces/metrics", help="folder for `spaces`")
     return parser
 
 
@@ -218,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         "test": _cmd_test,
         "predict": _cmd_predict,
         "env": _cmd_env,
+        "metrics": _cmd_metrics,
     }
     try:
         if args.command == "convert" and args.output:

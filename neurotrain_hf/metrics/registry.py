@@ -76,3 +76,14 @@ def _classification_family(
 register_family("classification")(_classification_family)
 for _name in ("accuracy", "precision", "recall", "f1", "auc", "top1", "top3", "top5"):
     register_metric(_name, "classification")
+
+
+def _threshold_family(thresholds=None, **_: object):
+    from .threshold import ThresholdSweep
+
+    return ThresholdSweep(thresholds)
+
+
+register_family("threshold")(_threshold_family)
+for _name in ("best_f1", "best_f1_threshold", "best_accuracy", "best_accuracy_threshold"):
+    register_metric(_name, "threshold")
