@@ -53,7 +53,8 @@ def _within(points: np.ndarray, targets: np.ndarray, tol32: np.float32) -> np.nd
     if len(targets) == 0:
         return np.zeros(len(points), dtype=bool)
     bound = float(np.nextafter(np.float64(tol32), np.inf)) * (1 + 1e-7) + 1e-12
-    dist = cKDTree(targets, leafsize=32).query(points, k=1, distance_upper_bound=bound)[0]
+    tree = cKDTree(targets, leafsize=32, balanced_tree=False, compact_nodes=False)
+    dist = tree.query(points, k=1, distance_upper_bound=bound, workers=-1)[0]
     return dist.astype(np.float32) <= tol32
 
 
@@ -67,11 +68,13 @@ def surface_dice_pair(pred: np.ndarray, ref: np.ndarray, tolerance: float, spaci
     if cropped is None:
         return float("nan")
     edge_p, edge_r = boundary(cropped[0]), boundary(cropped[1])
-    pts_p, pts_r = np.argwhere(edge_p) * spacing, np.argwhere(edge_r) * spacing
-    complete = len(pts_p) + len(pts_r)
+    complete = int(edge_p.sum()) + int(edge_r.sum())
     if complete == 0:
         return float("nan")
-    correct = _within(pts_p, pts_r, tol32).sum() + _within(pts_r, pts_p, tol32).sum()
+    shared = edge_p & edge_r  # distance 0: within any tolerance, no query needed
+    pts_p, pts_r = np.argwhere(edge_p) * spacing, np.argwhere(edge_r) * spacing
+    only_p, only_r = np.argwhere(edge_p & ~shared) * spacing, np.argwhere(edge_r & ~shared) * spacing
+    correct = 2 * int(shared.sum()) + _within(only_p, pts_r, tol32).sum() + _within(only_r, pts_p, tol32).sum()
     return float(correct / complete)
 
 

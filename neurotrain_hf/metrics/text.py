@@ -34,23 +34,28 @@ def compute_bleu(predictions: Sequence[str], references: Sequence[Sequence[str]]
         if isinstance(refs, str) or not refs or not all(isinstance(r, str) for r in refs):
             raise ValueError(f"sample {i}: references must be a non-empty list of strings")
     streams = _streams(references)
+    # One pass collects n-gram statistics up to the largest order needed; each cumulative BLEU-n is then
+    # sacrebleu's own BLEU.compute_bleu on the first n orders (identical to a separate pass per n).
+    top = max(4, max_order)
+    bleu = BLEU(max_ngram_order=top, tokenize=tokenize, smooth_method=smooth_method, lowercase=lowercase,
+                effective_order=sentence_level)
 
-    def metric(order: int) -> BLEU:
-        return BLEU(max_ngram_order=order, tokenize=tokenize, smooth_method=smooth_method, lowercase=lowercase,
-                    effective_order=sentence_level)
+    def from_stats(stats, n: int):
+        # copies: compute_bleu adds the add-k constant to its arguments in place
+        return BLEU.compute_bleu(list(stats.counts[:n]), list(stats.totals[:n]), stats.sys_len, stats.ref_len,
+                                 smooth_method=smooth_method, smooth_value=bleu.smooth_value,
+                                 effective_order=sentence_level, max_ngram_order=n)
 
-    def score(order: int) -> float:
-        bleu = metric(order)
-        if not sentence_level:
-            return bleu.corpus_score(list(predictions), streams).score / 100
+    corpus = bleu.corpus_score(list(predictions), streams)
+    if sentence_level:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return float(np.mean([bleu.sentence_score(p, list(r)).score for p, r in zip(predictions, references)])) / 100
-
-    corpus = metric(max_order).corpus_score(list(predictions), streams)
-    out: dict[str, Any] = {"bleu": score(max_order)}
-    for n in range(1, 5):
-        out[f"bleu_{n}"] = out["bleu"] if n == max_order else score(n)
-    out.update(precisions=[p / 100 for p in corpus.precisions], brevity_penalty=corpus.bp, length_ratio=corpus.ratio,
-               translation_length=corpus.sys_len, reference_length=corpus.ref_len)
+            sentences = [bleu.sentence_score(p, list(r)) for p, r in zip(predictions, references)]
+        score = {n: float(np.mean([from_stats(st, n).score for st in sentences])) / 100 for n in {1, 2, 3, 4, max_order}}
+    else:
+        score = {n: from_stats(corpus, n).score / 100 for n in {1, 2, 3, 4, max_order}}
+    main = from_stats(corpus, max_order)
+    out: dict[str, Any] = {"bleu": score[max_order], **{f"bleu_{n}": score[n] for n in range(1, 5)}}
+    out.update(precisions=[p / 100 for p in main.precisions], brevity_penalty=main.bp, length_ratio=main.ratio,
+               translation_length=main.sys_len, reference_length=main.ref_len)
     return out
