@@ -11,7 +11,7 @@ export HF_UPDATE_DOWNLOAD_COUNTS ?= 0
 export GRADIO_ANALYTICS_ENABLED ?= False
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install train test test-fast lint format bench docs clean
+.PHONY: install train test test-fast lint format bench bench-metrics docs spaces clean
 
 # Reinstalls only when pyproject.toml changes (the stamp is newer otherwise).
 install: $(STAMP)
@@ -43,6 +43,14 @@ format: install
 
 bench: install
 	$(BIN)/python benchmarks/trainer_overhead.py
+	$(BIN)/python benchmarks/metrics_speed.py
+
+bench-metrics: install
+	$(BIN)/python benchmarks/metrics_speed.py
+
+spaces: install
+	$(BIN)/python -c "from neurotrain_hf.metrics.hub import write_package_modules; write_package_modules()"
+	$(BIN)/neurotrain metrics spaces --dest spaces/metrics
 
 docs: install
 	$(BIN)/python -m neurotrain_hf.config.reference > docs/configuration.md

@@ -1,11 +1,11 @@
 """Metric speed against the references, side by side in one run (values must be identical).
 
-  Dice and NSD vs MONAI: 16 images of 512x512 and 4 volumes of 96^3 (4 labels; smooth random regions,
-  the prediction a noisy version of the reference, as a trained model's output is);
-  detection mAP vs pycocotools: 500 images, 100 detections each (COCOeval evaluate+accumulate+summarize);
-  BLEU vs sacrebleu: 10k sentence pairs (we call sacrebleu once and derive BLEU-1..3 from its statistics).
+Dice and NSD vs MONAI: 16 images of 512x512 and 4 volumes of 96^3 (4 labels; smooth random regions,
+the prediction a noisy version of the reference, as a trained model's output is);
+detection mAP vs pycocotools: 500 images, 100 detections each (COCOeval evaluate+accumulate+summarize);
+BLEU vs sacrebleu: 10k sentence pairs (we call sacrebleu once and derive BLEU-1..3 from its statistics).
 
-    python benchmarks/metrics_speed.py [--repeats 3]
+  python benchmarks/metrics_speed.py [--repeats 3]
 """
 
 from __future__ import annotations
@@ -33,11 +33,19 @@ def timed(fn, repeats: int):
 
 
 def row(name: str, ours: float, ref: float, same: bool, target: str) -> None:
-    print(f"{name:34s} ours {ours * 1000:9.1f} ms   reference {ref * 1000:9.1f} ms   speed-up x{ref / ours:6.2f}"
-          f"   identical: {same}   target: {target}", flush=True)
+    print(
+        f"{name:34s} ours {ours * 1000:9.1f} ms   reference {ref * 1000:9.1f} ms   speed-up x{ref / ours:6.2f}"
+        f"   identical: {same}   target: {target}",
+        flush=True,
+    )
 
 
 def bench_overlap_nsd(repeats: int) -> None:
+    for label, shape, count in (("16 x 512^2", (512, 512), 16), ("4 x 96^3", (96, 96, 96), 4)):
+        bench_segmentation_case(label, shape, count, repeats)
+
+
+def bench_segmentation_case(label: str, shape: tuple[int, ...], count: int, repeats: int) -> None:
     from monai.metrics import compute_dice as monai_dice
     from monai.metrics import compute_surface_dice
 
@@ -45,24 +53,24 @@ def bench_overlap_nsd(repeats: int) -> None:
     from neurotrain_hf.metrics.surface import SurfaceDiceAccumulator
 
     c = 4
-    for label, shape, count in (("16 x 512^2", (512, 512), 16), ("4 x 96^3", (96, 96, 96), 4)):
-        pairs = [blob_pair(shape, c, i) for i in range(count)]
-        preds, refs = [p for p, _ in pairs], [r for _, r in pairs]
-        p1, r1 = monai_onehot(preds, c), monai_onehot(refs, c)
-        t_ours, ours = timed(lambda: compute_dice(preds, refs, c), repeats)
-        t_ref, ref = timed(lambda: monai_dice(p1, r1, include_background=False, ignore_empty=True), repeats)
-        t_ref_oh, _ = timed(lambda: monai_dice(monai_onehot(preds, c), monai_onehot(refs, c),
-                                               include_background=False), repeats)
-        same = np.allclose(ours["per_class_dice"][1:], np.nanmean(ref.numpy(), axis=0), atol=1e-6)
-        row(f"Dice {label}", t_ours, t_ref, same, "no slower (one-hot given to MONAI)")
-        row(f"Dice {label} (+one-hot)", t_ours, t_ref_oh, same, "no slower")
-        tol, spacing = [1.0, 2.0, 3.0], [1.0] * len(shape)
-        acc = SurfaceDiceAccumulator(c, tol, spacing)
-        t_ours, ours = timed(lambda: np.stack([acc.per_image(p, r)[1:] for p, r in zip(preds, refs)]), repeats)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            t_ref, ref = timed(lambda: compute_surface_dice(p1, r1, tol, spacing=spacing).numpy(), repeats)
-        row(f"NSD {label}", t_ours, t_ref, bool(np.allclose(ours, ref, atol=1e-6, equal_nan=True)), ">= 2x")
+    pairs = [blob_pair(shape, c, i) for i in range(count)]
+    preds, refs = [p for p, _ in pairs], [r for _, r in pairs]
+    p1, r1 = monai_onehot(preds, c), monai_onehot(refs, c)
+    t_ours, ours = timed(lambda: compute_dice(preds, refs, c), repeats)
+    t_ref, ref = timed(lambda: monai_dice(p1, r1, include_background=False, ignore_empty=True), repeats)
+    t_ref_oh, _ = timed(
+        lambda: monai_dice(monai_onehot(preds, c), monai_onehot(refs, c), include_background=False), repeats
+    )
+    same = np.allclose(ours["per_class_dice"][1:], np.nanmean(ref.numpy(), axis=0), atol=1e-6)
+    row(f"Dice {label}", t_ours, t_ref, same, "no slower (one-hot given to MONAI)")
+    row(f"Dice {label} (+one-hot)", t_ours, t_ref_oh, same, "no slower")
+    tol, spacing = [1.0, 2.0, 3.0], [1.0] * len(shape)
+    acc = SurfaceDiceAccumulator(c, tol, spacing)
+    t_ours, ours = timed(lambda: np.stack([acc.per_image(p, r)[1:] for p, r in zip(preds, refs)]), repeats)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t_ref, ref = timed(lambda: compute_surface_dice(p1, r1, tol, spacing=spacing).numpy(), repeats)
+    row(f"NSD {label}", t_ours, t_ref, bool(np.allclose(ours, ref, atol=1e-6, equal_nan=True)), ">= 2x")
 
 
 def bench_detection(repeats: int) -> None:

@@ -18,6 +18,8 @@ OFFLINE = {
     "NEUROTRAIN_LOG_LEVEL": "WARNING",
 }
 os.environ.update(OFFLINE)
+# evaluate modules the code installs go to a per-session folder, not the user's cache
+os.environ.setdefault("HF_MODULES_CACHE", __import__("tempfile").mkdtemp(prefix="neurotrain-modules-"))
 
 import pytest  # noqa: E402
 

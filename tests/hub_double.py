@@ -39,7 +39,11 @@ class Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     def _send(self, status: int, payload=None, headers: dict | None = None, head: bool = False) -> None:
-        body = payload if isinstance(payload, bytes) else json.dumps(payload if payload is not None else {}).encode()
+        body = (
+            payload
+            if isinstance(payload, bytes)
+            else json.dumps(payload if payload is not None else {}).encode()
+        )
         self.send_response(status)
         for key, value in (headers or {}).items():
             self.send_header(key, value)
@@ -77,8 +81,14 @@ class Handler(BaseHTTPRequestHandler):
         parts = path.split("/")
         if len(parts) >= 7 and parts[1] == "api" and parts[5] == "preupload":
             files = json.loads(body)["files"]
-            return self._send(200, {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
-                                              for f in files]})
+            return self._send(
+                200,
+                {
+                    "files": [
+                        {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files
+                    ]
+                },
+            )
         if len(parts) >= 7 and parts[1] == "api" and parts[5] == "commit":
             key = "/".join(parts[2:5])
             with STORE.lock:
@@ -93,8 +103,14 @@ class Handler(BaseHTTPRequestHandler):
                         repo["files"].pop(op["value"]["path"], None)
                 repo["sha"] = secrets.token_hex(20)
             prefix = "" if parts[2] == "models" else f"{parts[2]}/"
-            return self._send(200, {"commitOid": repo["sha"], "pullRequestUrl": None,
-                                    "commitUrl": f"{self._base()}/{prefix}{parts[3]}/{parts[4]}/commit/{repo['sha']}"})
+            return self._send(
+                200,
+                {
+                    "commitOid": repo["sha"],
+                    "pullRequestUrl": None,
+                    "commitUrl": f"{self._base()}/{prefix}{parts[3]}/{parts[4]}/commit/{repo['sha']}",
+                },
+            )
         return self._send(404, {"error": "unknown route"}, {"X-Error-Code": "RepoNotFound"})
 
     def do_GET(self, head: bool = False) -> None:
@@ -105,8 +121,17 @@ class Handler(BaseHTTPRequestHandler):
             repo = STORE.repos.get("/".join(parts[2:5]))
             if repo is None:
                 return self._send(404, {"error": "not found"}, {"X-Error-Code": "RepoNotFound"}, head)
-            return self._send(200, {"id": f"{parts[3]}/{parts[4]}", "sha": repo["sha"], "tags": [], "private": False,
-                                    "siblings": [{"rfilename": f} for f in repo["files"]]}, head=head)
+            return self._send(
+                200,
+                {
+                    "id": f"{parts[3]}/{parts[4]}",
+                    "sha": repo["sha"],
+                    "tags": [],
+                    "private": False,
+                    "siblings": [{"rfilename": f} for f in repo["files"]],
+                },
+                head=head,
+            )
         # /{pfx}{ns}/{name}/resolve/{rev}/{file}
         kind = parts[1] if parts[1] in ("spaces", "datasets") else "models"
         rest = parts[2:] if kind != "models" else parts[1:]
@@ -118,8 +143,12 @@ class Handler(BaseHTTPRequestHandler):
                 return self._send(404, {"error": "revision"}, {"X-Error-Code": "RevisionNotFound"}, head)
             data = repo["files"].get("/".join(rest[4:]))
             if data is None:
-                return self._send(404, {"error": "file"}, {"X-Error-Code": "EntryNotFound",
-                                                           "X-Repo-Commit": repo["sha"]}, head)
+                return self._send(
+                    404,
+                    {"error": "file"},
+                    {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": repo["sha"]},
+                    head,
+                )
             etag = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
             return self._send(200, data, {"X-Repo-Commit": repo["sha"], "ETag": f'"{etag}"'}, head)
         return self._send(404, {"error": "unknown route"}, {"X-Error-Code": "RepoNotFound"}, head)

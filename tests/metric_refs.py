@@ -7,8 +7,20 @@ import io
 
 import numpy as np
 
-COCO_KEYS = ["map", "map_50", "map_75", "map_small", "map_medium", "map_large", "mar_1", "mar_10", "mar_100",
-             "mar_small", "mar_medium", "mar_large"]
+COCO_KEYS = [
+    "map",
+    "map_50",
+    "map_75",
+    "map_small",
+    "map_medium",
+    "map_large",
+    "mar_1",
+    "mar_10",
+    "mar_100",
+    "mar_small",
+    "mar_medium",
+    "mar_large",
+]
 
 
 def random_detection_case(seed, n_img=20, n_cls=5, max_gt=6, max_dt=15, crowd=True, empty_images=True):
@@ -32,8 +44,13 @@ def random_detection_case(seed, n_img=20, n_cls=5, max_gt=6, max_dt=15, crowd=Tr
                 dxy[j] = gxy[j] + np.round(rng.normal(0, 4, 2) * 2) / 2
                 dwh[j] = np.maximum(gwh[j] + np.round(rng.normal(0, 4, 2) * 2) / 2, 1)
                 dl[j] = gl[j]
-        preds.append({"boxes": np.c_[dxy, dxy + dwh].reshape(-1, 4), "scores": np.round(rng.random(d), 2),
-                      "labels": dl})
+        preds.append(
+            {
+                "boxes": np.c_[dxy, dxy + dwh].reshape(-1, 4),
+                "scores": np.round(rng.random(d), 2),
+                "labels": dl,
+            }
+        )
         refs.append(ref)
     return preds, refs
 
@@ -64,13 +81,20 @@ def pycocotools_stats(preds, refs, iou_type="bbox", max_dets=(1, 10, 100), iou_t
         return encoded
 
     cats = sorted(set(np.concatenate([r["labels"] for r in refs] + [p["labels"] for p in preds]).tolist()))
-    gt = {"images": [{"id": i + 1, "width": 256, "height": 256} for i in range(len(refs))],
-          "categories": [{"id": int(c) + 1} for c in cats], "annotations": []}
+    gt = {
+        "images": [{"id": i + 1, "width": 256, "height": 256} for i in range(len(refs))],
+        "categories": [{"id": int(c) + 1} for c in cats],
+        "annotations": [],
+    }
     for i, r in enumerate(refs):
         crowd = r.get("iscrowd", np.zeros(len(r["labels"])))
         for j in range(len(r["labels"])):
-            ann = {"id": len(gt["annotations"]) + 1, "image_id": i + 1, "category_id": int(r["labels"][j]) + 1,
-                   "iscrowd": int(crowd[j])}
+            ann = {
+                "id": len(gt["annotations"]) + 1,
+                "image_id": i + 1,
+                "category_id": int(r["labels"][j]) + 1,
+                "iscrowd": int(crowd[j]),
+            }
             if iou_type == "bbox":
                 x1, y1, x2, y2 = r["boxes"][j]
                 ann["bbox"], ann["area"] = [x1, y1, x2 - x1, y2 - y1], (x2 - x1) * (y2 - y1)
@@ -103,8 +127,9 @@ def pycocotools_stats(preds, refs, iou_type="bbox", max_dets=(1, 10, 100), iou_t
     stats["precision"], stats["recall"] = ev.eval["precision"], ev.eval["recall"]
     if per_class:
         prec = ev.eval["precision"][:, :, :, 0, -1]
-        stats["map_per_class"] = [float(np.mean(p[p > -1])) if (p > -1).any() else -1.0
-                                  for p in np.moveaxis(prec, 2, 0)]
+        stats["map_per_class"] = [
+            float(np.mean(p[p > -1])) if (p > -1).any() else -1.0 for p in np.moveaxis(prec, 2, 0)
+        ]
     return stats
 
 

@@ -41,17 +41,20 @@ def test_module_matches_function_and_add_batch():
     assert out["mean_dice"] == pytest.approx(compute_dice(preds, refs, 3)["mean_dice"])
     p, r = random_detection_case(0, n_img=5)
     assert MODULES["detection_map"]().compute(predictions=p, references=r)["map"] >= 0
-    cls = MODULES["classification"]().compute(predictions=[[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]],
-                                               references=[1, 0, 0], top_k=[1])
+    cls = MODULES["classification"]().compute(
+        predictions=[[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]], references=[1, 0, 0], top_k=[1]
+    )
     assert cls["accuracy"] == pytest.approx(2 / 3) and "top_k_accuracy@1" in cls
 
 
 def test_shipped_module_files_and_spaces_are_in_sync():
     for name in hub.CARDS:
         for file, text in hub.module_files(name).items():
-            assert (hub.PACKAGE_DIR / name / file).read_text() == text, f"run `neurotrain metrics spaces`: {name}/{file}"
+            assert (hub.PACKAGE_DIR / name / file).read_text() == text, f"run `make spaces`: {name}/{file}"
         for file, text in hub.space_files(name).items():
-            assert (ROOT / "spaces" / "metrics" / name / file).read_text() == text, f"spaces/metrics/{name}/{file}"
+            assert (ROOT / "spaces" / "metrics" / name / file).read_text() == text, (
+                f"spaces/metrics/{name}/{file}"
+            )
     card = hub.metric_card("dice", space=True)
     assert card.startswith("---\ntitle: Dice") and f"sdk_version: {hub.GRADIO_VERSION}" in card
     for section in ("## Metric Description", "## How to Use", "## Inputs", "## Output Values", "## Citation"):
@@ -76,11 +79,20 @@ def test_evaluate_load_in_a_fresh_process_without_network(tmp_path, offline):
     else:  # a Hub that refuses connections (closed port on 127.0.0.1)
         env = {**env, "HF_EVALUATE_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9"}
     script = LOAD_ALL % json.dumps(sorted(hub.CARDS))
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, **OFFLINE, **env})
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **OFFLINE, **env},
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert out["dice"] == "Dice" and out["detection_map"] == "DetectionMAP" and out["dice_value"] == pytest.approx(0.8)
+    assert (
+        out["dice"] == "Dice"
+        and out["detection_map"] == "DetectionMAP"
+        and out["dice_value"] == pytest.approx(0.8)
+    )
 
 
 def _free_port() -> int:
@@ -99,19 +111,35 @@ def test_publish_to_hub_double_then_load_from_space(tmp_path):
                 break
             time.sleep(0.1)
         endpoint = f"http://127.0.0.1:{port_file.read_text()}"
-        env = {"HF_ENDPOINT": endpoint, "HF_HUB_DISABLE_XET": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
-               "HF_TOKEN": "hf_secret_test_token", "HF_HOME": str(tmp_path / "home"), "HF_HUB_OFFLINE": "0",
-               "HF_EVALUATE_OFFLINE": "0", "HF_MODULES_CACHE": str(tmp_path / "modules")}
-        proc = run_python(["-m", "neurotrain_hf.cli", "metrics", "publish", "--namespace", "neurotrain"], env=env)
+        env = {
+            "HF_ENDPOINT": endpoint,
+            "HF_HUB_DISABLE_XET": "1",
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+            "HF_TOKEN": "hf_secret_test_token",
+            "HF_HOME": str(tmp_path / "home"),
+            "HF_HUB_OFFLINE": "0",
+            "HF_EVALUATE_OFFLINE": "0",
+            "HF_MODULES_CACHE": str(tmp_path / "modules"),
+        }
+        proc = run_python(
+            ["-m", "neurotrain_hf.cli", "metrics", "publish", "--namespace", "neurotrain"], env=env
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert f"{endpoint}/spaces/neurotrain/dice" in proc.stdout
         assert "hf_secret_test_token" not in proc.stdout + proc.stderr
-        again = run_python(["-m", "neurotrain_hf.cli", "metrics", "publish", "--namespace", "neurotrain"], env=env)
+        again = run_python(
+            ["-m", "neurotrain_hf.cli", "metrics", "publish", "--namespace", "neurotrain"], env=env
+        )
         assert again.returncode == 0, again.stderr[-3000:]  # updating existing Spaces works
         # a fresh process with an empty module cache downloads the module script from the Space
         script = LOAD_ALL % json.dumps(["dice", "bleu"])
-        proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-                              env={**os.environ, **OFFLINE, **env})
+        proc = subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, **OFFLINE, **env},
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert json.loads(proc.stdout.strip().splitlines()[-1])["dice_value"] == pytest.approx(0.8)
         cached = list((tmp_path / "modules").rglob("dice.py"))

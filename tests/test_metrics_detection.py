@@ -29,7 +29,11 @@ def test_segm_matches_pycocotools(seed):
 
 def test_streaming_batches_equal_one_shot_and_custom_params():
     preds, refs = random_detection_case(5, n_img=30)
-    kwargs = {"iou_thresholds": [0.3, 0.5, 0.75], "max_detection_thresholds": [2, 5, 20], "class_metrics": True}
+    kwargs = {
+        "iou_thresholds": [0.3, 0.5, 0.75],
+        "max_detection_thresholds": [2, 5, 20],
+        "class_metrics": True,
+    }
     acc = DetectionAccumulator(**kwargs)
     for start in range(0, 30, 7):
         acc.update(preds[start : start + 7], refs[start : start + 7])
@@ -38,14 +42,24 @@ def test_streaming_batches_equal_one_shot_and_custom_params():
     for key, value in one_shot.items():
         assert streamed[key] == pytest.approx(value), key
     ref = pycocotools_stats(preds, refs, max_dets=(2, 5, 20), iou_thrs=[0.3, 0.5, 0.75], per_class=True)
-    prec, rec = ref["precision"], ref["recall"]  # COCOeval.summarize assumes maxDets 1/10/100: read the arrays
+    prec, rec = (
+        ref["precision"],
+        ref["recall"],
+    )  # COCOeval.summarize assumes maxDets 1/10/100: read the arrays
 
     def mean(a):
         return float(a[a > -1].mean()) if (a > -1).any() else -1.0
 
-    expected = {"map": mean(prec[:, :, :, 0, -1]), "map_50": mean(prec[1, :, :, 0, -1]),
-                "map_75": mean(prec[2, :, :, 0, -1]), "mar_2": mean(rec[:, :, 0, 0]), "mar_5": mean(rec[:, :, 0, 1]),
-                "mar_20": mean(rec[:, :, 0, 2]), "mar_large": mean(rec[:, :, 3, 2]), "map_small": mean(prec[:, :, :, 1, -1])}
+    expected = {
+        "map": mean(prec[:, :, :, 0, -1]),
+        "map_50": mean(prec[1, :, :, 0, -1]),
+        "map_75": mean(prec[2, :, :, 0, -1]),
+        "mar_2": mean(rec[:, :, 0, 0]),
+        "mar_5": mean(rec[:, :, 0, 1]),
+        "mar_20": mean(rec[:, :, 0, 2]),
+        "mar_large": mean(rec[:, :, 3, 2]),
+        "map_small": mean(prec[:, :, :, 1, -1]),
+    }
     for key, value in expected.items():
         assert streamed[key] == pytest.approx(value, abs=1e-6), key
     assert streamed["map_per_class"] == pytest.approx(ref["map_per_class"], abs=1e-6)
@@ -75,11 +89,15 @@ def test_edge_cases():
     assert perfect["map"] == pytest.approx(1.0) and perfect["f1_50"] == 1.0
     none = compute_detection_map([{"boxes": np.zeros((0, 4)), "scores": [], "labels": []}], ref)
     assert none["map"] == 0.0 and none["mar_100"] == 0.0 and none["f1_50"] == 0.0
-    no_refs = compute_detection_map([{"boxes": [[0, 0, 5, 5]], "scores": [0.5], "labels": [0]}],
-                                    [{"boxes": np.zeros((0, 4)), "labels": []}])
+    no_refs = compute_detection_map(
+        [{"boxes": [[0, 0, 5, 5]], "scores": [0.5], "labels": [0]}],
+        [{"boxes": np.zeros((0, 4)), "labels": []}],
+    )
     assert no_refs["map"] == -1 and no_refs["f1_50"] == -1
-    given_area = compute_detection_map([{"boxes": [[0, 0, 10, 10]], "scores": [0.9], "labels": [1]}],
-                                       [{"boxes": [[0, 0, 10, 10]], "labels": [1], "area": [5000.0]}])
+    given_area = compute_detection_map(
+        [{"boxes": [[0, 0, 10, 10]], "scores": [0.9], "labels": [1]}],
+        [{"boxes": [[0, 0, 10, 10]], "labels": [1], "area": [5000.0]}],
+    )
     assert given_area["map_medium"] == pytest.approx(1.0) and given_area["map_small"] == -1
 
 
@@ -91,15 +109,21 @@ def hand_f1(preds, refs, thr, score_threshold=0.5):
     for p, r in zip(preds, refs):
         crowd = np.asarray(r.get("iscrowd", np.zeros(len(r["labels"]))), bool)
         for c in set(np.r_[p["labels"], r["labels"]].tolist()):
-            d = [i for i in np.argsort(-np.asarray(p["scores"]), kind="mergesort")
-                 if p["labels"][i] == c and p["scores"][i] >= score_threshold]
+            d = [
+                i
+                for i in np.argsort(-np.asarray(p["scores"]), kind="mergesort")
+                if p["labels"][i] == c and p["scores"][i] >= score_threshold
+            ]
             g = [j for j in range(len(r["labels"])) if r["labels"][j] == c and not crowd[j]]
             used, tp = set(), 0
             for i in d:
                 best, best_j = -1.0, None
                 for j in g:
-                    iou = box_iou(to_xywh(np.asarray(p["boxes"])[[i]], "xyxy"),
-                                  to_xywh(np.asarray(r["boxes"])[[j]], "xyxy"), np.zeros(1, bool))[0, 0]
+                    iou = box_iou(
+                        to_xywh(np.asarray(p["boxes"])[[i]], "xyxy"),
+                        to_xywh(np.asarray(r["boxes"])[[j]], "xyxy"),
+                        np.zeros(1, bool),
+                    )[0, 0]
                     if j not in used and iou >= best:
                         best, best_j = iou, j
                 if best_j is not None and best >= thr:
@@ -124,13 +148,30 @@ def test_f1_matches_hand_written_reference(seed):
 @pytest.mark.parametrize(
     ("pred", "ref", "kwargs", "match"),
     [
-        ({"boxes": [[0, 0, 1, 1]], "scores": [float("nan")], "labels": [0]}, {"boxes": [], "labels": []}, {},
-         "sample 0: prediction scores contain NaN"),
-        ({"boxes": [[0, 0, 1, 1]], "labels": [0]}, {"boxes": [], "labels": []}, {}, "sample 0: prediction needs keys"),
-        ({"boxes": [[0, 0, 1, 1], [0, 0, 2, 2]], "scores": [1, 1], "labels": [0]}, {"boxes": [], "labels": []}, {},
-         "sample 0: prediction has 2 boxes but 1 labels"),
-        ({"boxes": [], "scores": [], "labels": []}, {"boxes": [], "labels": []}, {"box_format": "ltrb"},
-         "box_format='ltrb'"),
+        (
+            {"boxes": [[0, 0, 1, 1]], "scores": [float("nan")], "labels": [0]},
+            {"boxes": [], "labels": []},
+            {},
+            "sample 0: prediction scores contain NaN",
+        ),
+        (
+            {"boxes": [[0, 0, 1, 1]], "labels": [0]},
+            {"boxes": [], "labels": []},
+            {},
+            "sample 0: prediction needs keys",
+        ),
+        (
+            {"boxes": [[0, 0, 1, 1], [0, 0, 2, 2]], "scores": [1, 1], "labels": [0]},
+            {"boxes": [], "labels": []},
+            {},
+            "sample 0: prediction has 2 boxes but 1 labels",
+        ),
+        (
+            {"boxes": [], "scores": [], "labels": []},
+            {"boxes": [], "labels": []},
+            {"box_format": "ltrb"},
+            "box_format='ltrb'",
+        ),
     ],
 )
 def test_bad_input(pred, ref, kwargs, match):

@@ -99,8 +99,13 @@ def test_nsd_matches_monai_per_image(use_subvoxels, shape, spacing):
     tol = [1.0, 1.5, 2.5]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ref = compute_surface_dice(monai_onehot(preds, c), monai_onehot(refs, c), tol, spacing=list(spacing),
-                                   use_subvoxels=use_subvoxels).numpy()
+        ref = compute_surface_dice(
+            monai_onehot(preds, c),
+            monai_onehot(refs, c),
+            tol,
+            spacing=list(spacing),
+            use_subvoxels=use_subvoxels,
+        ).numpy()
     acc = SurfaceDiceAccumulator(c, tol, spacing, use_subvoxels=use_subvoxels)
     ours = np.stack([acc.per_image(p, r)[1:] for p, r in zip(preds, refs)])
     np.testing.assert_allclose(ours, ref, atol=1e-6, equal_nan=True)

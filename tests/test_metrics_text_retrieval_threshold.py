@@ -7,11 +7,20 @@ from sklearn import metrics as skm
 
 from neurotrain_hf.metrics.retrieval import compute_clip_retrieval
 from neurotrain_hf.metrics.text import compute_bleu
-from neurotrain_hf.metrics.threshold import ThresholdSweep, at_accuracy_threshold, at_recall_threshold, at_threshold
+from neurotrain_hf.metrics.threshold import (
+    ThresholdSweep,
+    at_accuracy_threshold,
+    at_recall_threshold,
+    at_threshold,
+)
 
 PREDS = ["the cat sat on the mat", "a quick brown fox jumps", "hello world", "short"]
-REFS = [["the cat is on the mat", "there is a cat on the mat"], ["the quick brown fox jumped over"],
-        ["hello there world", "hi world", "hello world !"], ["a much longer reference sentence here"]]
+REFS = [
+    ["the cat is on the mat", "there is a cat on the mat"],
+    ["the quick brown fox jumped over"],
+    ["hello there world", "hi world", "hello world !"],
+    ["a much longer reference sentence here"],
+]
 
 
 @pytest.mark.parametrize("tokenize", ["13a", "none", "intl"])
@@ -63,7 +72,9 @@ def test_clip_retrieval_matches_hand_reference(seed):
         t2i, i2t = hand_retrieval(sims, refs, k)
         assert out[f"text_to_image_recall@{k}"] == pytest.approx(t2i)
         assert out[f"image_to_text_recall@{k}"] == pytest.approx(i2t)
-    assert out["clip_accuracy"] == pytest.approx((out["text_to_image_recall@1"] + out["image_to_text_recall@1"]) / 2)
+    assert out["clip_accuracy"] == pytest.approx(
+        (out["text_to_image_recall@1"] + out["image_to_text_recall@1"]) / 2
+    )
     assert out["mean_matched_similarity"] == pytest.approx(sims[np.arange(40), refs].mean())
 
 
@@ -92,7 +103,8 @@ def test_threshold_sweep_matches_sklearn():
     best = sweep.best_threshold("f1")
     assert best["f1"] == pytest.approx(curves["f1"].max())
     assert at_threshold(probs, refs, 0.5)["precision"] == pytest.approx(
-        skm.precision_score(refs.ravel(), (probs >= 0.5).ravel()))
+        skm.precision_score(refs.ravel(), (probs >= 0.5).ravel())
+    )
     acc = at_accuracy_threshold(probs, refs)
     assert acc["accuracy"] == pytest.approx(curves["accuracy"].max())
     rec = at_recall_threshold(probs, refs, recall=0.9)

@@ -12,7 +12,11 @@ def to_numpy(x: Any, what: str = "input", index: int | None = None) -> np.ndarra
     """numpy array from a numpy array, torch tensor or nested list."""
     if hasattr(x, "detach"):
         x = x.detach().cpu()
-        x = x.float().numpy() if x.is_floating_point() and x.dtype != x.new_zeros(()).double().dtype else x.numpy()
+        x = (
+            x.float().numpy()
+            if x.is_floating_point() and x.dtype != x.new_zeros(()).double().dtype
+            else x.numpy()
+        )
     try:
         return np.asarray(x)
     except ValueError:

@@ -21,8 +21,12 @@ import numpy as np
 from .common import to_numpy
 
 BOX_FORMATS = ("xyxy", "xywh", "cxcywh")
-AREA_RANGES = {"all": (0.0, 1e5**2), "small": (0.0, 32.0**2), "medium": (32.0**2, 96.0**2),
-               "large": (96.0**2, 1e5**2)}
+AREA_RANGES = {
+    "all": (0.0, 1e5**2),
+    "small": (0.0, 32.0**2),
+    "medium": (32.0**2, 96.0**2),
+    "large": (96.0**2, 1e5**2),
+}
 COCO_IOUS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
 REC_THRS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True)
 
@@ -67,15 +71,23 @@ def mask_iou(dt: np.ndarray, gt: np.ndarray, crowd: np.ndarray) -> np.ndarray:
 class DetectionAccumulator:
     """Streaming COCO evaluation; ``iou_type`` is ``bbox`` (boxes) or ``segm`` (``masks``)."""
 
-    def __init__(self, iou_type: str = "bbox", box_format: str = "xyxy", iou_thresholds: Sequence[float] | None = None,
-                 max_detection_thresholds: Sequence[int] = (1, 10, 100), class_metrics: bool = False,
-                 score_threshold: float = 0.5) -> None:
+    def __init__(
+        self,
+        iou_type: str = "bbox",
+        box_format: str = "xyxy",
+        iou_thresholds: Sequence[float] | None = None,
+        max_detection_thresholds: Sequence[int] = (1, 10, 100),
+        class_metrics: bool = False,
+        score_threshold: float = 0.5,
+    ) -> None:
         if iou_type not in ("bbox", "segm"):
             raise ValueError(f"iou_type={iou_type!r}: expected 'bbox' or 'segm'")
         if box_format not in BOX_FORMATS:
             raise ValueError(f"box_format={box_format!r}: expected one of {', '.join(BOX_FORMATS)}")
         self.iou_type, self.box_format = iou_type, box_format
-        self.iou_thrs = COCO_IOUS.copy() if iou_thresholds is None else np.asarray(iou_thresholds, dtype=np.float64)
+        self.iou_thrs = (
+            COCO_IOUS.copy() if iou_thresholds is None else np.asarray(iou_thresholds, dtype=np.float64)
+        )
         self.max_dets = sorted(int(m) for m in max_detection_thresholds)
         self.class_metrics, self.score_threshold = class_metrics, float(score_threshold)
         self.areas = np.array(list(AREA_RANGES.values()))
@@ -100,14 +112,22 @@ class DetectionAccumulator:
         n = len(labels)
         out: dict[str, np.ndarray] = {"labels": labels}
         if self.iou_type == "bbox":
-            boxes = to_numpy(item["boxes"], "boxes", index).astype(np.float64).reshape(-1, 4) if n else np.zeros((0, 4))
+            boxes = (
+                to_numpy(item["boxes"], "boxes", index).astype(np.float64).reshape(-1, 4)
+                if n
+                else np.zeros((0, 4))
+            )
             if len(boxes) != n:
                 raise ValueError(f"sample {index}: {what} has {len(boxes)} boxes but {n} labels")
             out["geom"] = to_xywh(boxes, self.box_format)
             area = out["geom"][:, 2] * out["geom"][:, 3]
         else:
             masks = to_numpy(item["masks"], "masks", index).astype(bool)
-            masks = masks.reshape(len(masks), int(np.prod(masks.shape[1:]))) if masks.ndim >= 2 else masks.reshape(0, 0)
+            masks = (
+                masks.reshape(len(masks), int(np.prod(masks.shape[1:])))
+                if masks.ndim >= 2
+                else masks.reshape(0, 0)
+            )
             if len(masks) != n:
                 raise ValueError(f"sample {index}: {what} has {len(masks)} masks but {n} labels")
             out["geom"] = masks
@@ -134,8 +154,10 @@ class DetectionAccumulator:
             raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
         if len(predictions) == 0:
             return
-        parsed = [(self._parse(p, self.images + i, True), self._parse(r, self.images + i, False))
-                  for i, (p, r) in enumerate(zip(predictions, references))]
+        parsed = [
+            (self._parse(p, self.images + i, True), self._parse(r, self.images + i, False))
+            for i, (p, r) in enumerate(zip(predictions, references))
+        ]
         dt = _stack([p for p, _ in parsed], self.images)
         gt = _stack([r for _, r in parsed], self.images)
         keys = np.stack([np.r_[dt["img"], gt["img"]], np.r_[dt["labels"], gt["labels"]]], axis=1)
@@ -164,8 +186,16 @@ class DetectionAccumulator:
             groups = np.flatnonzero(buckets == bucket)
             self._match_bucket(groups, int(bucket), dt, gt, nd, tp, ign, f1_tp)
         ign |= ~tp & self._area_flags(dt["area"]).T[:, :, None]
-        self._dt.append({"img": dt["img"], "cat": dt["labels"], "rank": dt["rank"], "score": dt["scores"],
-                         "tp": np.moveaxis(tp, 0, -1), "ign": np.moveaxis(ign, 0, -1)})
+        self._dt.append(
+            {
+                "img": dt["img"],
+                "cat": dt["labels"],
+                "rank": dt["rank"],
+                "score": dt["scores"],
+                "tp": np.moveaxis(tp, 0, -1),
+                "ign": np.moveaxis(ign, 0, -1),
+            }
+        )
         f1_dt = np.bincount(dt["group"], weights=dt["scores"] >= self.score_threshold, minlength=n_groups)
         f1_gt = np.bincount(gt["group"], weights=~gt["crowd"], minlength=n_groups)
         self._f1_groups.append({"cat": uniq[:, 1], "tp": f1_tp, "dt": f1_dt, "gt": f1_gt})
@@ -211,22 +241,31 @@ class DetectionAccumulator:
             gi = g_ign[act][:, :, None, :]
             pick = elig & ~gi
             cand = np.where(pick.any(-1, keepdims=True), pick, elig & gi)
-            last = gmax - 1 - np.argmax(np.where(cand, iou4, -1.0)[..., ::-1], axis=-1)  # ties: later reference
+            last = (
+                gmax - 1 - np.argmax(np.where(cand, iou4, -1.0)[..., ::-1], axis=-1)
+            )  # ties: later reference
             hit = cand.any(-1)
             r = np.nonzero(hit)
             gtm[act[r[0]], r[1], r[2], last[r]] = True
             tp[idx] = hit
-            ign[idx] = hit & np.take_along_axis(np.broadcast_to(gi, hit.shape + (gmax,)), last[..., None], -1)[..., 0]
+            ign[idx] = (
+                hit
+                & np.take_along_axis(np.broadcast_to(gi, hit.shape + (gmax,)), last[..., None], -1)[..., 0]
+            )
             # F1 at IoU 0.5 / 0.75: detections above score_threshold, crowd references left out
             strong = (dt["scores"][idx] >= self.score_threshold)[:, None, None]
-            elig_f = (iou[:, None, :] >= f1_thr) & ~gtm_f1[act] & (valid[act] & ~crowd[act])[:, None, :] & strong
+            elig_f = (
+                (iou[:, None, :] >= f1_thr) & ~gtm_f1[act] & (valid[act] & ~crowd[act])[:, None, :] & strong
+            )
             last_f = gmax - 1 - np.argmax(np.where(elig_f, iou[:, None, :], -1.0)[..., ::-1], axis=-1)
             hit_f = elig_f.any(-1)
             r = np.nonzero(hit_f)
             gtm_f1[act[r[0]], r[1], last_f[r]] = True
             f1_tp[groups[act]] += hit_f
 
-    def _bucket_ious(self, dt, gt, d_row, d_col, d_sel, g_row, g_col, g_sel, n, dmax, gmax, crowd) -> np.ndarray:
+    def _bucket_ious(
+        self, dt, gt, d_row, d_col, d_sel, g_row, g_col, g_sel, n, dmax, gmax, crowd
+    ) -> np.ndarray:
         """(n, dmax, gmax) IoUs of each group's detections with its references (0 where padded)."""
         if self.iou_type == "bbox":
             dbox = np.zeros((n, dmax, 4))
@@ -240,7 +279,9 @@ class DetectionAccumulator:
             if len(gs):
                 dmask, gmask = np.stack(list(dt["geom"][ds])), np.stack(list(gt["geom"][gs]))
                 if dmask.shape[1] != gmask.shape[1]:
-                    raise ValueError(f"image {int(dt['img'][ds[0]])}: prediction and reference masks differ in size")
+                    raise ValueError(
+                        f"image {int(dt['img'][ds[0]])}: prediction and reference masks differ in size"
+                    )
                 out[r, : len(ds), : len(gs)] = mask_iou(dmask, gmask, gt["crowd"][gs])
         return out
 
@@ -310,9 +351,11 @@ class DetectionAccumulator:
 
         area_idx = {name: i for i, name in enumerate(AREA_RANGES)}
         last = len(self.max_dets) - 1
-        out: dict[str, Any] = {"map": mean(precision[:, :, :, 0, last]),
-                               "map_50": mean(at_iou(precision, 0.5)[:, :, :, 0, last]),
-                               "map_75": mean(at_iou(precision, 0.75)[:, :, :, 0, last])}
+        out: dict[str, Any] = {
+            "map": mean(precision[:, :, :, 0, last]),
+            "map_50": mean(at_iou(precision, 0.5)[:, :, :, 0, last]),
+            "map_75": mean(at_iou(precision, 0.75)[:, :, :, 0, last]),
+        }
         for name in ("small", "medium", "large"):
             out[f"map_{name}"] = mean(precision[:, :, :, area_idx[name], last])
         for m, max_det in enumerate(self.max_dets):

@@ -37,8 +37,11 @@ class NeuroMetric(evaluate.Metric):
 
     def _info(self) -> evaluate.MetricInfo:
         return evaluate.MetricInfo(
-            description=self.description, citation=self.citation, inputs_description=self.inputs_description,
-            features=self.features_spec, homepage="https://huggingface.co/neurotrain",
+            description=self.description,
+            citation=self.citation,
+            inputs_description=self.inputs_description,
+            features=self.features_spec,
+            homepage="https://huggingface.co/neurotrain",
             codebase_urls=["https://huggingface.co/neurotrain"],
         )
 
@@ -75,73 +78,157 @@ def _seq(depth: int, leaf: str) -> Any:
     return feature
 
 
-LABEL_MAPS = [datasets.Features({"predictions": _seq(d, "int64"), "references": _seq(d, "int64")}) for d in (2, 3)]
-DETECTION = datasets.Features({
-    "predictions": {"boxes": _seq(2, "float64"), "scores": _seq(1, "float64"), "labels": _seq(1, "int64")},
-    "references": {"boxes": _seq(2, "float64"), "labels": _seq(1, "int64")},
-})
-SEGM = datasets.Features({
-    "predictions": {"masks": _seq(3, "bool"), "scores": _seq(1, "float64"), "labels": _seq(1, "int64")},
-    "references": {"masks": _seq(3, "bool"), "labels": _seq(1, "int64")},
-})
+LABEL_MAPS = [
+    datasets.Features({"predictions": _seq(d, "int64"), "references": _seq(d, "int64")}) for d in (2, 3)
+]
+DETECTION = datasets.Features(
+    {
+        "predictions": {
+            "boxes": _seq(2, "float64"),
+            "scores": _seq(1, "float64"),
+            "labels": _seq(1, "int64"),
+        },
+        "references": {"boxes": _seq(2, "float64"), "labels": _seq(1, "int64")},
+    }
+)
+SEGM = datasets.Features(
+    {
+        "predictions": {"masks": _seq(3, "bool"), "scores": _seq(1, "float64"), "labels": _seq(1, "int64")},
+        "references": {"masks": _seq(3, "bool"), "labels": _seq(1, "int64")},
+    }
+)
 
 
 class Dice(NeuroMetric):
-    description = "Dice coefficient per class over integer label maps (2D or 3D); MONAI ignore_empty semantics."
+    description = (
+        "Dice coefficient per class over integer label maps (2D or 3D); MONAI ignore_empty semantics."
+    )
     features_spec = LABEL_MAPS
 
-    def _compute(self, predictions, references, num_labels: int, ignore_index=None, include_background=False,
-                 average="per_image"):
-        return compute_dice(predictions, references, num_labels, ignore_index=ignore_index,
-                            include_background=include_background, average=average)
+    def _compute(
+        self,
+        predictions,
+        references,
+        num_labels: int,
+        ignore_index=None,
+        include_background=False,
+        average="per_image",
+    ):
+        return compute_dice(
+            predictions,
+            references,
+            num_labels,
+            ignore_index=ignore_index,
+            include_background=include_background,
+            average=average,
+        )
 
 
 class IoU(NeuroMetric):
     description = "Intersection over union per class over integer label maps (2D or 3D)."
     features_spec = LABEL_MAPS
 
-    def _compute(self, predictions, references, num_labels: int, ignore_index=None, include_background=False,
-                 average="per_image"):
-        return compute_iou(predictions, references, num_labels, ignore_index=ignore_index,
-                           include_background=include_background, average=average)
+    def _compute(
+        self,
+        predictions,
+        references,
+        num_labels: int,
+        ignore_index=None,
+        include_background=False,
+        average="per_image",
+    ):
+        return compute_iou(
+            predictions,
+            references,
+            num_labels,
+            ignore_index=ignore_index,
+            include_background=include_background,
+            average=average,
+        )
 
 
 class NSD(NeuroMetric):
     description = "Normalized surface Dice at a tolerance in physical units (MONAI compute_surface_dice)."
     features_spec = LABEL_MAPS
 
-    def _compute(self, predictions, references, num_labels: int, tolerance=1.0, spacing=1.0, use_subvoxels=False,
-                 include_background=False, ignore_index=None):
-        return compute_nsd(predictions, references, num_labels, tolerance=tolerance, spacing=spacing,
-                           use_subvoxels=use_subvoxels, include_background=include_background,
-                           ignore_index=ignore_index)
+    def _compute(
+        self,
+        predictions,
+        references,
+        num_labels: int,
+        tolerance=1.0,
+        spacing=1.0,
+        use_subvoxels=False,
+        include_background=False,
+        ignore_index=None,
+    ):
+        return compute_nsd(
+            predictions,
+            references,
+            num_labels,
+            tolerance=tolerance,
+            spacing=spacing,
+            use_subvoxels=use_subvoxels,
+            include_background=include_background,
+            ignore_index=ignore_index,
+        )
 
 
 class DetectionMAP(NeuroMetric):
     description = "COCO box mAP/mAR (equal to pycocotools COCOeval) and F1 at IoU 0.5/0.75."
     features_spec = DETECTION
 
-    def _compute(self, predictions, references, box_format="xyxy", iou_thresholds=None,
-                 max_detection_thresholds=(1, 10, 100), class_metrics=False, score_threshold=0.5):
-        return compute_detection_map(predictions, references, "bbox", box_format=box_format,
-                                     iou_thresholds=iou_thresholds, max_detection_thresholds=max_detection_thresholds,
-                                     class_metrics=class_metrics, score_threshold=score_threshold)
+    def _compute(
+        self,
+        predictions,
+        references,
+        box_format="xyxy",
+        iou_thresholds=None,
+        max_detection_thresholds=(1, 10, 100),
+        class_metrics=False,
+        score_threshold=0.5,
+    ):
+        return compute_detection_map(
+            predictions,
+            references,
+            "bbox",
+            box_format=box_format,
+            iou_thresholds=iou_thresholds,
+            max_detection_thresholds=max_detection_thresholds,
+            class_metrics=class_metrics,
+            score_threshold=score_threshold,
+        )
 
 
 class SegmentationMAP(NeuroMetric):
     description = "COCO instance-mask mAP/mAR (equal to pycocotools COCOeval with iouType='segm')."
     features_spec = SEGM
 
-    def _compute(self, predictions, references, iou_thresholds=None, max_detection_thresholds=(1, 10, 100),
-                 class_metrics=False, score_threshold=0.5):
-        return compute_detection_map(predictions, references, "segm", iou_thresholds=iou_thresholds,
-                                     max_detection_thresholds=max_detection_thresholds, class_metrics=class_metrics,
-                                     score_threshold=score_threshold)
+    def _compute(
+        self,
+        predictions,
+        references,
+        iou_thresholds=None,
+        max_detection_thresholds=(1, 10, 100),
+        class_metrics=False,
+        score_threshold=0.5,
+    ):
+        return compute_detection_map(
+            predictions,
+            references,
+            "segm",
+            iou_thresholds=iou_thresholds,
+            max_detection_thresholds=max_detection_thresholds,
+            class_metrics=class_metrics,
+            score_threshold=score_threshold,
+        )
 
 
 class ClipRetrieval(NeuroMetric):
     description = "Text-to-image and image-to-text recall@k (CLIP protocol) from a similarity matrix."
-    features_spec = datasets.Features({"predictions": _seq(1, "float64"), "references": datasets.Value("int64")})
+    features_spec = datasets.Features(
+        {"predictions": _seq(1, "float64"), "references": datasets.Value("int64")}
+    )
 
     def _compute(self, predictions, references, k_values=(1, 5, 10)):
         return compute_clip_retrieval(predictions, references, k_values=k_values)
@@ -151,37 +238,69 @@ class Bleu(NeuroMetric):
     description = "BLEU computed by sacrebleu (corpus or mean sentence BLEU) with cumulative BLEU-1..4."
     citation = """@inproceedings{post-2018-call, title = {A Call for Clarity in Reporting {BLEU} Scores},
   author = {Post, Matt}, booktitle = {Proceedings of the Third Conference on Machine Translation}, year = {2018}}"""
-    features_spec = datasets.Features({"predictions": datasets.Value("string"), "references": _seq(1, "string")})
+    features_spec = datasets.Features(
+        {"predictions": datasets.Value("string"), "references": _seq(1, "string")}
+    )
 
-    def _compute(self, predictions, references, max_order=4, tokenize="13a", smooth_method="exp", lowercase=False,
-                 sentence_level=False):
-        return compute_bleu(predictions, references, max_order=max_order, tokenize=tokenize,
-                            smooth_method=smooth_method, lowercase=lowercase, sentence_level=sentence_level)
+    def _compute(
+        self,
+        predictions,
+        references,
+        max_order=4,
+        tokenize="13a",
+        smooth_method="exp",
+        lowercase=False,
+        sentence_level=False,
+    ):
+        return compute_bleu(
+            predictions,
+            references,
+            max_order=max_order,
+            tokenize=tokenize,
+            smooth_method=smooth_method,
+            lowercase=lowercase,
+            sentence_level=sentence_level,
+        )
 
 
 class Classification(NeuroMetric):
-    description = "Accuracy, precision, recall, F1, one-vs-rest AUC and top-k accuracy, equal to scikit-learn."
+    description = (
+        "Accuracy, precision, recall, F1, one-vs-rest AUC and top-k accuracy, equal to scikit-learn."
+    )
     features_spec = [
         datasets.Features({"predictions": _seq(1, "float64"), "references": datasets.Value("int64")}),
         datasets.Features({"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}),
     ]
 
-    def _compute(self, predictions, references, average="macro", top_k=(1, 3, 5), num_labels=None,
-                 from_logits=False):
-        out = compute_classification(predictions, references, num_labels=num_labels, average=average, top_k=top_k,
-                                     from_logits=from_logits)
+    def _compute(
+        self, predictions, references, average="macro", top_k=(1, 3, 5), num_labels=None, from_logits=False
+    ):
+        out = compute_classification(
+            predictions,
+            references,
+            num_labels=num_labels,
+            average=average,
+            top_k=top_k,
+            from_logits=from_logits,
+        )
         return {(f"top_k_accuracy@{k[3:]}" if k.startswith("top") else k): v for k, v in out.items()}
 
 
 class Threshold(NeuroMetric):
-    description = "Threshold sweep for binary probabilities: metrics at a threshold, best-F1/accuracy, target recall."
+    description = (
+        "Threshold sweep for binary probabilities: metrics at a threshold, best-F1/accuracy, target recall."
+    )
     features_spec = datasets.Features({"predictions": _seq(1, "float64"), "references": _seq(1, "int64")})
 
-    def _compute(self, predictions, references, mode="best", threshold=0.5, metric="f1", recall=0.9,
-                 thresholds=None):
+    def _compute(
+        self, predictions, references, mode="best", threshold=0.5, metric="f1", recall=0.9, thresholds=None
+    ):
         import numpy as np
 
-        probs, refs = np.concatenate([np.ravel(p) for p in predictions]), np.concatenate([np.ravel(r) for r in references])
+        probs, refs = (
+            np.concatenate([np.ravel(p) for p in predictions]),
+            np.concatenate([np.ravel(r) for r in references]),
+        )
         if mode == "at_threshold":
             return at_threshold(probs, refs, threshold, thresholds)
         if mode == "at_accuracy_threshold":
@@ -190,10 +309,19 @@ class Threshold(NeuroMetric):
             return at_recall_threshold(probs, refs, recall, thresholds)
         if mode == "best":
             return best_threshold(probs, refs, metric, thresholds)
-        raise ValueError(f"mode={mode!r}: expected at_threshold, at_accuracy_threshold, at_recall_threshold or best")
+        raise ValueError(
+            f"mode={mode!r}: expected at_threshold, at_accuracy_threshold, at_recall_threshold or best"
+        )
 
 
 MODULES: dict[str, type[NeuroMetric]] = {
-    "dice": Dice, "iou": IoU, "nsd": NSD, "detection_map": DetectionMAP, "segmentation_map": SegmentationMAP,
-    "clip_retrieval": ClipRetrieval, "bleu": Bleu, "classification": Classification, "threshold": Threshold,
+    "dice": Dice,
+    "iou": IoU,
+    "nsd": NSD,
+    "detection_map": DetectionMAP,
+    "segmentation_map": SegmentationMAP,
+    "clip_retrieval": ClipRetrieval,
+    "bleu": Bleu,
+    "classification": Classification,
+    "threshold": Threshold,
 }

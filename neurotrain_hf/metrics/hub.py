@@ -37,11 +37,25 @@ def module_script(name: str) -> str:
 
 def metric_card(name: str, space: bool = False) -> str:
     card = CARDS[name]
-    front = ["---", f"title: {card['title']}", "tags:", "- evaluate", "- metric", "- neurotrain",
-             f"description: >-\n  {card['summary']}"]
+    front = [
+        "---",
+        f"title: {card['title']}",
+        "tags:",
+        "- evaluate",
+        "- metric",
+        "- neurotrain",
+        f"description: >-\n  {card['summary']}",
+    ]
     if space:
-        front += ["emoji: 📏", "colorFrom: blue", "colorTo: green", "sdk: gradio",
-                  f"sdk_version: {GRADIO_VERSION}", "app_file: app.py", "pinned: false"]
+        front += [
+            "emoji: 📏",
+            "colorFrom: blue",
+            "colorTo: green",
+            "sdk: gradio",
+            f"sdk_version: {GRADIO_VERSION}",
+            "app_file: app.py",
+            "pinned: false",
+        ]
     front.append("---")
     body = f"""
 # Metric Card for {card["title"]}
@@ -121,7 +135,9 @@ def install_modules(names: list[str] | None = None, cache: Path | None = None) -
         shipped = PACKAGE_DIR / name
         files = {f.name: f.read_text(encoding="utf-8") for f in sorted(shipped.iterdir()) if f.is_file()}
         if set(files) != set(module_files(name)):
-            raise FileNotFoundError(f"{shipped}: the packaged evaluate module is incomplete; reinstall neurotrain-hf")
+            raise FileNotFoundError(
+                f"{shipped}: the packaged evaluate module is incomplete; reinstall neurotrain-hf"
+            )
         digest = hashlib.sha256(files[f"{name}.py"].encode() + files["README.md"].encode()).hexdigest()
         folder = root / "metrics" / f"{NAMESPACE}--{name}" / digest
         if not (folder / f"{name}.py").is_file():
@@ -133,13 +149,22 @@ def install_modules(names: list[str] | None = None, cache: Path | None = None) -
     return installed
 
 
+def write_package_modules() -> list[Path]:
+    """Regenerate the module folders shipped in the package (a development step, `make spaces`)."""
+    return [write_files(PACKAGE_DIR / name, module_files(name)) for name in sorted(CARDS)]
+
+
 def write_spaces(dest: Path) -> list[Path]:
     """Lay out every metric Space under ``dest/<name>/``."""
     return [write_files(Path(dest) / name, space_files(name)) for name in sorted(CARDS)]
 
 
-def publish_spaces(namespace: str = NAMESPACE, token: str | None = None, endpoint: str | None = None,
-                   names: list[str] | None = None) -> list[str]:
+def publish_spaces(
+    namespace: str = NAMESPACE,
+    token: str | None = None,
+    endpoint: str | None = None,
+    names: list[str] | None = None,
+) -> list[str]:
     """Create or update one Gradio Space per metric on the configured Hub endpoint."""
     import tempfile
 
@@ -152,7 +177,11 @@ def publish_spaces(namespace: str = NAMESPACE, token: str | None = None, endpoin
             folder = write_files(Path(tmp) / name, space_files(name))
             repo_id = f"{namespace}/{name}"
             api.create_repo(repo_id, repo_type="space", space_sdk="gradio", exist_ok=True)
-            api.upload_folder(repo_id=repo_id, repo_type="space", folder_path=str(folder),
-                              commit_message=f"Update {name} metric")
+            api.upload_folder(
+                repo_id=repo_id,
+                repo_type="space",
+                folder_path=str(folder),
+                commit_message=f"Update {name} metric",
+            )
             urls.append(f"{api.endpoint}/spaces/{repo_id}")
     return urls

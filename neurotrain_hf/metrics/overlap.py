@@ -25,7 +25,9 @@ def label_counts(pred: np.ndarray, ref: np.ndarray, num_labels: int, ignore_inde
     if pred.shape != ref.shape:
         raise ValueError(f"sample {index}: prediction shape {pred.shape} != reference shape {ref.shape}")
     if pred.ndim not in (2, 3):
-        raise ValueError(f"sample {index}: expected a 2D (H, W) or 3D (D, H, W) label map, got shape {pred.shape}")
+        raise ValueError(
+            f"sample {index}: expected a 2D (H, W) or 3D (D, H, W) label map, got shape {pred.shape}"
+        )
     pred, ref = pred.reshape(-1).astype(np.int64, copy=False), ref.reshape(-1).astype(np.int64, copy=False)
     if ignore_index is not None:
         keep = ref != ignore_index
@@ -51,8 +53,14 @@ def _score(kind: str, inter, p, r):
 class OverlapAccumulator:
     """Streaming Dice or IoU; ``update`` takes one batch of label maps."""
 
-    def __init__(self, kind: str, num_labels: int, ignore_index: int | None = None,
-                 include_background: bool = False, average: str = "per_image") -> None:
+    def __init__(
+        self,
+        kind: str,
+        num_labels: int,
+        ignore_index: int | None = None,
+        include_background: bool = False,
+        average: str = "per_image",
+    ) -> None:
         if kind not in KINDS:
             raise ValueError(f"kind={kind!r}: expected one of {KINDS}")
         if average not in AVERAGES:
@@ -71,8 +79,13 @@ class OverlapAccumulator:
         check_nonempty(predictions, references)
         for pred, ref in zip(predictions, references):
             idx = self.count
-            i, p, r = label_counts(to_numpy(pred, "prediction", idx), to_numpy(ref, "reference", idx),
-                                   self.num_labels, self.ignore_index, idx)
+            i, p, r = label_counts(
+                to_numpy(pred, "prediction", idx),
+                to_numpy(ref, "reference", idx),
+                self.num_labels,
+                self.ignore_index,
+                idx,
+            )
             self.inter += i
             self.pred_size += p
             self.ref_size += r
@@ -102,8 +115,15 @@ class OverlapAccumulator:
         return {f"mean_{self.kind}": nanmean(per_class), f"per_class_{self.kind}": per_class.tolist()}
 
 
-def compute_overlap(kind: str, predictions, references, num_labels: int, ignore_index: int | None = None,
-                    include_background: bool = False, average: str = "per_image") -> dict[str, Any]:
+def compute_overlap(
+    kind: str,
+    predictions,
+    references,
+    num_labels: int,
+    ignore_index: int | None = None,
+    include_background: bool = False,
+    average: str = "per_image",
+) -> dict[str, Any]:
     acc = OverlapAccumulator(kind, num_labels, ignore_index, include_background, average)
     acc.update(predictions, references)
     return acc.compute()

@@ -24,8 +24,9 @@ def _rank_of(scores: np.ndarray, target: np.ndarray) -> np.ndarray:
     return ((scores > own) | ((scores == own) & (cols < target[:, None]))).sum(axis=1)
 
 
-def compute_clip_retrieval(predictions, references: Sequence[int], k_values: Sequence[int] = (1, 5, 10)
-                           ) -> dict[str, Any]:
+def compute_clip_retrieval(
+    predictions, references: Sequence[int], k_values: Sequence[int] = (1, 5, 10)
+) -> dict[str, Any]:
     check_nonempty(predictions, references)
     sims = to_numpy(predictions, "predictions").astype(np.float64)
     if sims.ndim != 2:
@@ -36,7 +37,9 @@ def compute_clip_retrieval(predictions, references: Sequence[int], k_values: Seq
     refs = to_numpy(references, "references").astype(np.int64).reshape(-1)
     bad = np.flatnonzero((refs < 0) | (refs >= sims.shape[1]))
     if bad.size:
-        raise ValueError(f"sample {int(bad[0])}: image index {int(refs[bad[0]])} outside [0, {sims.shape[1]})")
+        raise ValueError(
+            f"sample {int(bad[0])}: image index {int(refs[bad[0]])} outside [0, {sims.shape[1]})"
+        )
     t2i_rank = _rank_of(sims, refs)
     images = np.unique(refs)
     by_image = sims.T[images]  # (num_images_with_text, num_texts)

@@ -58,8 +58,9 @@ def _within(points: np.ndarray, targets: np.ndarray, tol32: np.float32) -> np.nd
     return dist.astype(np.float32) <= tol32
 
 
-def surface_dice_pair(pred: np.ndarray, ref: np.ndarray, tolerance: float, spacing: np.ndarray,
-                      use_subvoxels: bool = False) -> float:
+def surface_dice_pair(
+    pred: np.ndarray, ref: np.ndarray, tolerance: float, spacing: np.ndarray, use_subvoxels: bool = False
+) -> float:
     """NSD of two binary masks (2D or 3D)."""
     tol32 = np.float32(tolerance)
     if use_subvoxels:
@@ -74,17 +75,27 @@ def surface_dice_pair(pred: np.ndarray, ref: np.ndarray, tolerance: float, spaci
     shared = edge_p & edge_r  # distance 0: within any tolerance, no query needed
     pts_p, pts_r = np.argwhere(edge_p) * spacing, np.argwhere(edge_r) * spacing
     only_p, only_r = np.argwhere(edge_p & ~shared) * spacing, np.argwhere(edge_r & ~shared) * spacing
-    correct = 2 * int(shared.sum()) + _within(only_p, pts_r, tol32).sum() + _within(only_r, pts_p, tol32).sum()
+    correct = (
+        2 * int(shared.sum()) + _within(only_p, pts_r, tol32).sum() + _within(only_r, pts_p, tol32).sum()
+    )
     return float(correct / complete)
 
 
-def _surface_dice_subvoxels(pred: np.ndarray, ref: np.ndarray, tol32: np.float32, spacing: np.ndarray) -> float:
+def _surface_dice_subvoxels(
+    pred: np.ndarray, ref: np.ndarray, tol32: np.float32, spacing: np.ndarray
+) -> float:
     import torch
     from monai.metrics.utils import get_mask_edges
 
     edge_p, edge_r, area_p, area_r = (
-        np.asarray(t) for t in get_mask_edges(torch.from_numpy(pred), torch.from_numpy(ref), crop=True,
-                                              spacing=list(spacing), always_return_as_numpy=True)
+        np.asarray(t)
+        for t in get_mask_edges(
+            torch.from_numpy(pred),
+            torch.from_numpy(ref),
+            crop=True,
+            spacing=list(spacing),
+            always_return_as_numpy=True,
+        )
     )
     area_p, area_r = area_p[edge_p], area_r[edge_r]
     complete = area_p.sum(dtype=np.float32) + area_r.sum(dtype=np.float32)
@@ -92,7 +103,8 @@ def _surface_dice_subvoxels(pred: np.ndarray, ref: np.ndarray, tol32: np.float32
         return float("nan")
     pts_p, pts_r = np.argwhere(edge_p) * spacing, np.argwhere(edge_r) * spacing
     correct = area_p[_within(pts_p, pts_r, tol32)].sum(dtype=np.float32) + area_r[
-        _within(pts_r, pts_p, tol32)].sum(dtype=np.float32)
+        _within(pts_r, pts_p, tol32)
+    ].sum(dtype=np.float32)
     return float(correct / complete)
 
 
@@ -102,7 +114,9 @@ def _class_tolerances(tolerance, classes: list[int]) -> dict[int, float]:
     else:
         values = [float(t) for t in tolerance]
         if len(values) != len(classes):
-            raise ValueError(f"tolerance has {len(values)} values for {len(classes)} evaluated classes {classes}")
+            raise ValueError(
+                f"tolerance has {len(values)} values for {len(classes)} evaluated classes {classes}"
+            )
     if any(not np.isfinite(v) or v < 0 for v in values):
         raise ValueError(f"tolerance must be finite and >= 0, got {values}")
     return dict(zip(classes, values))
@@ -111,12 +125,20 @@ def _class_tolerances(tolerance, classes: list[int]) -> dict[int, float]:
 class SurfaceDiceAccumulator:
     """Streaming NSD: per-class sums of per-image NSD (NaN images left out)."""
 
-    def __init__(self, num_labels: int, tolerance: float | Sequence[float], spacing: float | Sequence[float] = 1.0,
-                 use_subvoxels: bool = False, include_background: bool = False,
-                 ignore_index: int | None = None) -> None:
+    def __init__(
+        self,
+        num_labels: int,
+        tolerance: float | Sequence[float],
+        spacing: float | Sequence[float] = 1.0,
+        use_subvoxels: bool = False,
+        include_background: bool = False,
+        ignore_index: int | None = None,
+    ) -> None:
         self.num_labels, self.use_subvoxels = int(num_labels), use_subvoxels
         self.include_background, self.ignore_index = include_background, ignore_index
-        self.classes = [c for c in range(int(include_background is False), self.num_labels) if c != ignore_index]
+        self.classes = [
+            c for c in range(int(include_background is False), self.num_labels) if c != ignore_index
+        ]
         self.tolerances = _class_tolerances(tolerance, self.classes)
         self.spacing = spacing
         self.reset()
@@ -139,7 +161,9 @@ class SurfaceDiceAccumulator:
             pred, ref = np.where(keep, pred, -1), np.where(keep, ref, -1)
         for name, arr in (("prediction", pred), ("reference", ref)):
             if arr.size and arr.max() >= self.num_labels:
-                raise ValueError(f"sample {index}: {name} label {int(arr.max())} outside [0, {self.num_labels})")
+                raise ValueError(
+                    f"sample {index}: {name} label {int(arr.max())} outside [0, {self.num_labels})"
+                )
         out = np.full(self.num_labels, np.nan)
         for c in self.classes:
             out[c] = surface_dice_pair(pred == c, ref == c, self.tolerances[c], spacing, self.use_subvoxels)
@@ -162,10 +186,19 @@ class SurfaceDiceAccumulator:
         return {"mean_nsd": nanmean(per_class), "per_class_nsd": per_class.tolist()}
 
 
-def compute_nsd(predictions, references, num_labels: int, tolerance: float | Sequence[float] = 1.0,
-                spacing: float | Sequence[float] = 1.0, use_subvoxels: bool = False,
-                include_background: bool = False, ignore_index: int | None = None) -> dict[str, Any]:
+def compute_nsd(
+    predictions,
+    references,
+    num_labels: int,
+    tolerance: float | Sequence[float] = 1.0,
+    spacing: float | Sequence[float] = 1.0,
+    use_subvoxels: bool = False,
+    include_background: bool = False,
+    ignore_index: int | None = None,
+) -> dict[str, Any]:
     """``{"mean_nsd", "per_class_nsd"}``: per-class nanmean over images, then nanmean over classes."""
-    acc = SurfaceDiceAccumulator(num_labels, tolerance, spacing, use_subvoxels, include_background, ignore_index)
+    acc = SurfaceDiceAccumulator(
+        num_labels, tolerance, spacing, use_subvoxels, include_background, ignore_index
+    )
     acc.update(predictions, references)
     return acc.compute()

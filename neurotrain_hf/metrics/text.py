@@ -19,9 +19,15 @@ def _streams(references: Sequence[Sequence[str]]) -> list[list[str | None]]:
     return [[refs[j] if j < len(refs) else None for refs in references] for j in range(width)]
 
 
-def compute_bleu(predictions: Sequence[str], references: Sequence[Sequence[str]], max_order: int = 4,
-                 tokenize: str = "13a", smooth_method: str = "exp", lowercase: bool = False,
-                 sentence_level: bool = False) -> dict[str, Any]:
+def compute_bleu(
+    predictions: Sequence[str],
+    references: Sequence[Sequence[str]],
+    max_order: int = 4,
+    tokenize: str = "13a",
+    smooth_method: str = "exp",
+    lowercase: bool = False,
+    sentence_level: bool = False,
+) -> dict[str, Any]:
     from sacrebleu.metrics import BLEU
 
     if len(predictions) == 0:
@@ -37,25 +43,47 @@ def compute_bleu(predictions: Sequence[str], references: Sequence[Sequence[str]]
     # One pass collects n-gram statistics up to the largest order needed; each cumulative BLEU-n is then
     # sacrebleu's own BLEU.compute_bleu on the first n orders (identical to a separate pass per n).
     top = max(4, max_order)
-    bleu = BLEU(max_ngram_order=top, tokenize=tokenize, smooth_method=smooth_method, lowercase=lowercase,
-                effective_order=sentence_level)
+    # smoothing "none" leaves the returned counts raw (add-k would have added its constant to them)
+    bleu = BLEU(
+        max_ngram_order=top,
+        tokenize=tokenize,
+        smooth_method="none",
+        lowercase=lowercase,
+        effective_order=sentence_level,
+    )
+    smooth_value = BLEU(smooth_method=smooth_method).smooth_value
 
     def from_stats(stats, n: int):
         # copies: compute_bleu adds the add-k constant to its arguments in place
-        return BLEU.compute_bleu(list(stats.counts[:n]), list(stats.totals[:n]), stats.sys_len, stats.ref_len,
-                                 smooth_method=smooth_method, smooth_value=bleu.smooth_value,
-                                 effective_order=sentence_level, max_ngram_order=n)
+        return BLEU.compute_bleu(
+            list(stats.counts[:n]),
+            list(stats.totals[:n]),
+            stats.sys_len,
+            stats.ref_len,
+            smooth_method=smooth_method,
+            smooth_value=smooth_value,
+            effective_order=sentence_level,
+            max_ngram_order=n,
+        )
 
     corpus = bleu.corpus_score(list(predictions), streams)
     if sentence_level:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             sentences = [bleu.sentence_score(p, list(r)) for p, r in zip(predictions, references)]
-        score = {n: float(np.mean([from_stats(st, n).score for st in sentences])) / 100 for n in {1, 2, 3, 4, max_order}}
+        score = {
+            n: float(np.mean([from_stats(st, n).score for st in sentences])) / 100
+            for n in {1, 2, 3, 4, max_order}
+        }
     else:
         score = {n: from_stats(corpus, n).score / 100 for n in {1, 2, 3, 4, max_order}}
     main = from_stats(corpus, max_order)
     out: dict[str, Any] = {"bleu": score[max_order], **{f"bleu_{n}": score[n] for n in range(1, 5)}}
-    out.update(precisions=[p / 100 for p in main.precisions], brevity_penalty=main.bp, length_ratio=main.ratio,
-               translation_length=main.sys_len, reference_length=main.ref_len)
+    out.update(
+        precisions=[p / 100 for p in main.precisions],
+        brevity_penalty=main.bp,
+        length_ratio=main.ratio,
+        translation_length=main.sys_len,
+        reference_length=main.ref_len,
+    )
     return out

@@ -32,7 +32,9 @@ class ThresholdSweep:
     """Streaming confusion counts at every threshold."""
 
     def __init__(self, thresholds: Sequence[float] | None = None) -> None:
-        self.thresholds = np.arange(101) / 100 if thresholds is None else np.sort(np.asarray(thresholds, float))
+        self.thresholds = (
+            np.arange(101) / 100 if thresholds is None else np.sort(np.asarray(thresholds, float))
+        )
         self.reset()
 
     def reset(self) -> None:
@@ -47,7 +49,9 @@ class ThresholdSweep:
         if probs.shape != refs.shape:
             raise ValueError(f"predictions shape {probs.shape} != references shape {refs.shape}")
         if not np.isfinite(probs).all():
-            raise ValueError(f"sample {self.count + int(np.argwhere(~np.isfinite(probs))[0][0])}: NaN or inf score")
+            raise ValueError(
+                f"sample {self.count + int(np.argwhere(~np.isfinite(probs))[0][0])}: NaN or inf score"
+            )
         if not np.isin(refs, (0, 1)).all():
             raise ValueError("references must be binary (0/1)")
         idx = np.searchsorted(self.thresholds, probs.reshape(-1), side="right")  # thresholds <= p
@@ -67,9 +71,15 @@ class ThresholdSweep:
         def div(a, b):
             return np.divide(a, b, out=np.zeros_like(a), where=b > 0)
 
-        return {"threshold": self.thresholds, "precision": div(tp, tp + fp), "recall": div(tp, tp + fn),
-                "f1": div(2 * tp, 2 * tp + fp + fn), "accuracy": div(tp + tn, tp + tn + fp + fn),
-                "iou": div(tp, tp + fp + fn), "specificity": div(tn, tn + fp)}
+        return {
+            "threshold": self.thresholds,
+            "precision": div(tp, tp + fp),
+            "recall": div(tp, tp + fn),
+            "f1": div(2 * tp, 2 * tp + fp + fn),
+            "accuracy": div(tp + tn, tp + tn + fp + fn),
+            "iou": div(tp, tp + fp + fn),
+            "specificity": div(tn, tn + fp),
+        }
 
     def at_index(self, i: int) -> dict[str, float]:
         return {k: float(v[i]) for k, v in self.curves().items()}
@@ -91,8 +101,12 @@ class ThresholdSweep:
 
     def compute(self, names: Sequence[str] | None = None) -> dict[str, float]:
         best, acc = self.best_threshold("f1"), self.best_threshold("accuracy")
-        out = {"best_f1": best["f1"], "best_f1_threshold": best["threshold"], "best_accuracy": acc["accuracy"],
-               "best_accuracy_threshold": acc["threshold"]}
+        out = {
+            "best_f1": best["f1"],
+            "best_f1_threshold": best["threshold"],
+            "best_accuracy": acc["accuracy"],
+            "best_accuracy_threshold": acc["threshold"],
+        }
         return {n: out[n] for n in names if n in out} if names is not None else out
 
 

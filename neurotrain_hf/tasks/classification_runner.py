@@ -29,6 +29,16 @@ from .classification_trainer import ClassificationTrainer
 logger = logging.getLogger(__name__)
 
 
+def ensure_metric_modules() -> None:
+    """Make ``evaluate.load("neurotrain/<name>")`` work offline for what this run reports (idempotent)."""
+    from ..metrics.hub import install_modules
+
+    try:
+        install_modules()
+    except OSError as exc:  # a read-only cache must not stop training
+        logger.warning("could not install the neurotrain evaluate modules: %s", exc)
+
+
 def resume_argument(value: str | None) -> str | bool | None:
     """``[training] resume_from_checkpoint``: "last"/"true" -> newest complete checkpoint, else a path."""
     if value is None or value == "":
@@ -57,6 +67,7 @@ def build_classification(config: ExperimentConfig, callbacks: list | None = None
 def run_classification(config: ExperimentConfig, callbacks: list | None = None) -> dict[str, Any]:
     """Train, keep the best model, test it, and write the run folder; returns the report."""
     started = time.time()
+    ensure_metric_modules()
     trainer, info = build_classification(config, callbacks)
     run_dir = config.run_dir
     main = trainer.is_world_process_zero()
