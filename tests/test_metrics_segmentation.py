@@ -124,3 +124,24 @@ def test_nsd_identical_and_errors():
         compute_nsd([m], [m], 2, tolerance=-1.0)
     assert torch.is_tensor(torch.as_tensor(m))  # tensors are accepted too
     assert compute_nsd([torch.as_tensor(m)], [torch.as_tensor(m)], 2, tolerance=1.0)["mean_nsd"] == 1.0
+
+
+def test_segmentation_and_detection_families_stream_by_name():
+    from neurotrain_hf.metrics import StreamingMetrics
+
+    from .metric_refs import random_detection_case
+
+    rng = np.random.default_rng(0)
+    preds = [rng.integers(0, 3, (10, 10)) for _ in range(4)]
+    refs = [rng.integers(0, 3, (10, 10)) for _ in range(4)]
+    sm = StreamingMetrics(["mean_dice", "mean_iou", "mean_nsd"], num_labels=3, tolerance=1.0)
+    sm.update(preds[:2], refs[:2])
+    sm.update(preds[2:], refs[2:])
+    out = sm.compute()
+    assert out["mean_dice"] == pytest.approx(compute_dice(preds, refs, 3)["mean_dice"])
+    assert out["mean_iou"] == pytest.approx(compute_iou(preds, refs, 3)["mean_iou"])
+    assert out["mean_nsd"] == pytest.approx(compute_nsd(preds, refs, 3, tolerance=1.0)["mean_nsd"])
+    p, r = random_detection_case(1, n_img=6)
+    det = StreamingMetrics(["map", "f1_50"])
+    det.update(p, r)
+    assert set(det.compute()) == {"map", "f1_50"}

@@ -299,7 +299,8 @@ class DetectionAccumulator:
         return float(np.mean(scores)) if scores else -1.0
 
     # --- accumulate and summarise -----------------------------------------------------------------
-    def compute(self) -> dict[str, Any]:
+    def compute(self, names: Sequence[str] | None = None) -> dict[str, Any]:
+        """All outputs, or only ``names`` of them."""
         if self.images == 0:
             raise ValueError("no samples were added: predictions is empty")
         gt_cat = np.concatenate([g["cat"] for g in self._gt])
@@ -320,7 +321,8 @@ class DetectionAccumulator:
                     if npig[a] == 0:
                         continue
                     precision[:, :, k, a, m], recall[:, k, a, m] = self._pr_curve(dt, s, a, npig[a])
-        return self._summarize(precision, recall, cats)
+        out = self._summarize(precision, recall, cats)
+        return {k: out[k] for k in names if k in out} if names is not None else out
 
     def _pr_curve(self, dt, s: np.ndarray, a: int, npig: int):
         T, R = len(self.iou_thrs), len(REC_THRS)

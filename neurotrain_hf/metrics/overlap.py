@@ -103,7 +103,8 @@ class OverlapAccumulator:
             mask[self.ignore_index] = True
         return mask
 
-    def compute(self) -> dict[str, Any]:
+    def compute(self, names: Sequence[str] | None = None) -> dict[str, Any]:
+        """All outputs, or only ``names`` of them."""
         if self.count == 0:
             raise ValueError("no samples were added: predictions is empty")
         if self.average == "global":
@@ -112,7 +113,8 @@ class OverlapAccumulator:
             with np.errstate(invalid="ignore", divide="ignore"):
                 per_class = np.where(self.score_count > 0, self.score_sum / self.score_count, np.nan)
         per_class = np.where(self.excluded(), np.nan, per_class)
-        return {f"mean_{self.kind}": nanmean(per_class), f"per_class_{self.kind}": per_class.tolist()}
+        out = {f"mean_{self.kind}": nanmean(per_class), f"per_class_{self.kind}": per_class.tolist()}
+        return {k: out[k] for k in names if k in out} if names is not None else out
 
 
 def compute_overlap(

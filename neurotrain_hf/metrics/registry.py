@@ -87,3 +87,72 @@ def _threshold_family(thresholds=None, **_: object):
 register_family("threshold")(_threshold_family)
 for _name in ("best_f1", "best_f1_threshold", "best_accuracy", "best_accuracy_threshold"):
     register_metric(_name, "threshold")
+
+
+def _overlap_family(kind: str):
+    def build(
+        num_labels: int,
+        ignore_index=None,
+        include_background: bool = False,
+        overlap_average: str = "per_image",
+        **_: object,
+    ):
+        from .overlap import OverlapAccumulator
+
+        return OverlapAccumulator(kind, num_labels, ignore_index, include_background, overlap_average)
+
+    return build
+
+
+def _nsd_family(
+    num_labels: int,
+    tolerance=1.0,
+    spacing=1.0,
+    use_subvoxels: bool = False,
+    include_background: bool = False,
+    ignore_index=None,
+    **_: object,
+):
+    from .surface import SurfaceDiceAccumulator
+
+    return SurfaceDiceAccumulator(
+        num_labels, tolerance, spacing, use_subvoxels, include_background, ignore_index
+    )
+
+
+def _detection_family(
+    iou_type: str = "bbox",
+    box_format: str = "xyxy",
+    iou_thresholds=None,
+    max_detection_thresholds=(1, 10, 100),
+    score_threshold: float = 0.5,
+    **_: object,
+):
+    from .detection import DetectionAccumulator
+
+    return DetectionAccumulator(
+        iou_type, box_format, iou_thresholds, max_detection_thresholds, score_threshold=score_threshold
+    )
+
+
+register_family("dice")(_overlap_family("dice"))
+register_family("iou")(_overlap_family("iou"))
+register_family("nsd")(_nsd_family)
+register_family("detection")(_detection_family)
+register_metric("mean_dice", "dice")
+register_metric("mean_iou", "iou")
+register_metric("mean_nsd", "nsd")
+for _name in (
+    "map",
+    "map_50",
+    "map_75",
+    "map_small",
+    "map_medium",
+    "map_large",
+    "mar_1",
+    "mar_10",
+    "mar_100",
+    "f1_50",
+    "f1_75",
+):
+    register_metric(_name, "detection")

@@ -178,12 +178,14 @@ class SurfaceDiceAccumulator:
             self.score_count += valid
             self.count += 1
 
-    def compute(self) -> dict[str, Any]:
+    def compute(self, names: Sequence[str] | None = None) -> dict[str, Any]:
+        """All outputs, or only ``names`` of them."""
         if self.count == 0:
             raise ValueError("no samples were added: predictions is empty")
         with np.errstate(invalid="ignore", divide="ignore"):
             per_class = np.where(self.score_count > 0, self.score_sum / self.score_count, np.nan)
-        return {"mean_nsd": nanmean(per_class), "per_class_nsd": per_class.tolist()}
+        out = {"mean_nsd": nanmean(per_class), "per_class_nsd": per_class.tolist()}
+        return {k: out[k] for k in names if k in out} if names is not None else out
 
 
 def compute_nsd(
