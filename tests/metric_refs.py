@@ -7,20 +7,7 @@ import io
 
 import numpy as np
 
-COCO_KEYS = [
-    "map",
-    "map_50",
-    "map_75",
-    "map_small",
-    "map_medium",
-    "map_large",
-    "mar_1",
-    "mar_10",
-    "mar_100",
-    "mar_small",
-    "mar_medium",
-    "mar_large",
-]
+from neurotrain_hf.metrics.detection import SUMMARY_KEYS as COCO_KEYS
 
 
 def random_detection_case(seed, n_img=20, n_cls=5, max_gt=6, max_dt=15, crowd=True, empty_images=True):

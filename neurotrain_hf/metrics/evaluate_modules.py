@@ -8,6 +8,7 @@ computation is the same function the trainers stream through.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import datasets
@@ -34,6 +35,7 @@ class NeuroMetric(evaluate.Metric):
     citation = CITATION_NEUROTRAIN
     inputs_description = ""
     features_spec: Any = None
+    compute_fn: Any = None  # the shared implementation: fn(predictions, references, **kwargs)
 
     def _info(self) -> evaluate.MetricInfo:
         return evaluate.MetricInfo(
@@ -61,6 +63,9 @@ class NeuroMetric(evaluate.Metric):
     def add(self, *, prediction=None, reference=None, **kwargs):
         """Add one prediction and its reference."""
         self.add_batch(predictions=[prediction], references=[reference])
+
+    def _compute(self, predictions, references, **kwargs) -> dict[str, Any]:
+        return self.compute_fn(predictions, references, **kwargs)
 
     def compute(self, *, predictions=None, references=None, **kwargs) -> dict[str, Any]:
         """Compute the metric on everything added so far plus ``predictions``/``references``."""
@@ -104,124 +109,31 @@ class Dice(NeuroMetric):
         "Dice coefficient per class over integer label maps (2D or 3D); MONAI ignore_empty semantics."
     )
     features_spec = LABEL_MAPS
-
-    def _compute(
-        self,
-        predictions,
-        references,
-        num_labels: int,
-        ignore_index=None,
-        include_background=False,
-        average="per_image",
-    ):
-        return compute_dice(
-            predictions,
-            references,
-            num_labels,
-            ignore_index=ignore_index,
-            include_background=include_background,
-            average=average,
-        )
+    compute_fn = staticmethod(compute_dice)
 
 
 class IoU(NeuroMetric):
     description = "Intersection over union per class over integer label maps (2D or 3D)."
     features_spec = LABEL_MAPS
-
-    def _compute(
-        self,
-        predictions,
-        references,
-        num_labels: int,
-        ignore_index=None,
-        include_background=False,
-        average="per_image",
-    ):
-        return compute_iou(
-            predictions,
-            references,
-            num_labels,
-            ignore_index=ignore_index,
-            include_background=include_background,
-            average=average,
-        )
+    compute_fn = staticmethod(compute_iou)
 
 
 class NSD(NeuroMetric):
     description = "Normalized surface Dice at a tolerance in physical units (MONAI compute_surface_dice)."
     features_spec = LABEL_MAPS
-
-    def _compute(
-        self,
-        predictions,
-        references,
-        num_labels: int,
-        tolerance=1.0,
-        spacing=1.0,
-        use_subvoxels=False,
-        include_background=False,
-        ignore_index=None,
-    ):
-        return compute_nsd(
-            predictions,
-            references,
-            num_labels,
-            tolerance=tolerance,
-            spacing=spacing,
-            use_subvoxels=use_subvoxels,
-            include_background=include_background,
-            ignore_index=ignore_index,
-        )
+    compute_fn = staticmethod(compute_nsd)
 
 
 class DetectionMAP(NeuroMetric):
     description = "COCO box mAP/mAR (equal to pycocotools COCOeval) and F1 at IoU 0.5/0.75."
     features_spec = DETECTION
-
-    def _compute(
-        self,
-        predictions,
-        references,
-        box_format="xyxy",
-        iou_thresholds=None,
-        max_detection_thresholds=(1, 10, 100),
-        class_metrics=False,
-        score_threshold=0.5,
-    ):
-        return compute_detection_map(
-            predictions,
-            references,
-            "bbox",
-            box_format=box_format,
-            iou_thresholds=iou_thresholds,
-            max_detection_thresholds=max_detection_thresholds,
-            class_metrics=class_metrics,
-            score_threshold=score_threshold,
-        )
+    compute_fn = staticmethod(partial(compute_detection_map, iou_type="bbox"))
 
 
 class SegmentationMAP(NeuroMetric):
     description = "COCO instance-mask mAP/mAR (equal to pycocotools COCOeval with iouType='segm')."
     features_spec = SEGM
-
-    def _compute(
-        self,
-        predictions,
-        references,
-        iou_thresholds=None,
-        max_detection_thresholds=(1, 10, 100),
-        class_metrics=False,
-        score_threshold=0.5,
-    ):
-        return compute_detection_map(
-            predictions,
-            references,
-            "segm",
-            iou_thresholds=iou_thresholds,
-            max_detection_thresholds=max_detection_thresholds,
-            class_metrics=class_metrics,
-            score_threshold=score_threshold,
-        )
+    compute_fn = staticmethod(partial(compute_detection_map, iou_type="segm"))
 
 
 class ClipRetrieval(NeuroMetric):
@@ -229,9 +141,7 @@ class ClipRetrieval(NeuroMetric):
     features_spec = datasets.Features(
         {"predictions": _seq(1, "float64"), "references": datasets.Value("int64")}
     )
-
-    def _compute(self, predictions, references, k_values=(1, 5, 10)):
-        return compute_clip_retrieval(predictions, references, k_values=k_values)
+    compute_fn = staticmethod(compute_clip_retrieval)
 
 
 class Bleu(NeuroMetric):
@@ -241,26 +151,7 @@ class Bleu(NeuroMetric):
     features_spec = datasets.Features(
         {"predictions": datasets.Value("string"), "references": _seq(1, "string")}
     )
-
-    def _compute(
-        self,
-        predictions,
-        references,
-        max_order=4,
-        tokenize="13a",
-        smooth_method="exp",
-        lowercase=False,
-        sentence_level=False,
-    ):
-        return compute_bleu(
-            predictions,
-            references,
-            max_order=max_order,
-            tokenize=tokenize,
-            smooth_method=smooth_method,
-            lowercase=lowercase,
-            sentence_level=sentence_level,
-        )
+    compute_fn = staticmethod(compute_bleu)
 
 
 class Classification(NeuroMetric):

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..registry import Registry
+from .detection import SUMMARY_KEYS
 
 FAMILIES: Registry[Callable[..., Any]] = Registry("metric family")
 METRICS: Registry[str] = Registry("metric")
@@ -142,17 +143,5 @@ register_family("detection")(_detection_family)
 register_metric("mean_dice", "dice")
 register_metric("mean_iou", "iou")
 register_metric("mean_nsd", "nsd")
-for _name in (
-    "map",
-    "map_50",
-    "map_75",
-    "map_small",
-    "map_medium",
-    "map_large",
-    "mar_1",
-    "mar_10",
-    "mar_100",
-    "f1_50",
-    "f1_75",
-):
+for _name in (*SUMMARY_KEYS, "f1_50", "f1_75"):
     register_metric(_name, "detection")
