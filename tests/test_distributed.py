@@ -78,3 +78,36 @@ def test_two_process_cpu_training(tmp_path):
     assert r0["global_step"] == 2 * math.ceil(train_samples / (16 * 2))  # half the steps of one process
     report = json.loads((tmp_path / "runs" / "classification" / "ddp" / "report.json").read_text())
     assert report["world_size"] == 2 and report["test"]["num_samples"] > 0
+
+
+@pytest.mark.slow
+def test_nan_on_one_rank_stops_both(tmp_path):
+    data = tiny_config_dict(
+        tmp_path, basic={"run_id": "nan"}, training={"num_train_epochs": 2, "batch_size": 16}
+    )
+    cfg = write_toml(tmp_path / "nan.toml", data)
+    proc = run_python(
+        [
+            "-m",
+            "accelerate.commands.launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "--main_process_port",
+            str(free_port()),
+            "tests/helpers/ddp_train.py",
+            "--nan-on-rank",
+            "1",
+            "3",
+            str(cfg),
+        ],
+        timeout=300,
+    )
+    assert proc.returncode != 0
+    assert proc.stderr.count("non-finite training loss") >= 2, proc.stderr[-3000:]  # both ranks stopped

@@ -64,7 +64,6 @@ class NeuroTrainer(Trainer):
 
         self.loss_fn = loss_fn
         self.metrics = metrics
-        self.last_metrics_state: Any = None
         callbacks = list(callbacks or [])
         if args.monitor_resources:
             callbacks.append(MonitorCallback())
@@ -111,10 +110,10 @@ class NeuroTrainer(Trainer):
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
         if self.args.stop_on_nonfinite_loss:
-            finite = torch.isfinite(loss).all().float()
+            bad = (~torch.isfinite(loss)).any().float()
             if self.accelerator.num_processes > 1:
-                finite = self.accelerator.reduce(finite, reduction="min")  # every rank stops together
-            if finite.item() < 1:
+                bad = self.accelerator.reduce(bad, reduction="max")  # every rank stops together
+            if bad.item() > 0:
                 last = last_good_checkpoint(self.args.output_dir)
                 raise TrainingHaltedError(
                     f"non-finite training loss ({loss.item()}) at step {self.state.global_step + 1}; stopped before "

@@ -40,9 +40,26 @@ class RankReport(TrainerCallback):
         )
 
 
+class PoisonOnRank(TrainerCallback):
+    """Makes one rank's logits NaN from a given step on (tests the collective NaN stop)."""
+
+    def __init__(self, rank: int, step: int) -> None:
+        self.rank, self.step = rank, step
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if args.process_index == self.rank:
+            model.head.register_forward_hook(
+                lambda m, i, out: out * float("nan") if state.global_step + 1 >= self.step else out
+            )
+
+
 def main(argv: list[str]) -> int:
+    callbacks = []
+    if argv[:1] == ["--nan-on-rank"]:
+        callbacks.append(PoisonOnRank(int(argv[1]), int(argv[2])))
+        argv = argv[3:]
     config = load_config(argv[0], argv[1:])
-    run_classification(config, callbacks=[RankReport(config.run_dir / "ranks")])
+    run_classification(config, callbacks=[RankReport(config.run_dir / "ranks"), *callbacks])
     return 0
 
 
