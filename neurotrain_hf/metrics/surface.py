@@ -85,7 +85,11 @@ def _surface_dice_subvoxels(
     pred: np.ndarray, ref: np.ndarray, tol32: np.float32, spacing: np.ndarray
 ) -> float:
     import torch
-    from monai.metrics.utils import get_mask_edges
+
+    try:
+        from monai.metrics.utils import get_mask_edges
+    except ImportError:
+        raise ImportError("use_subvoxels=True needs MONAI: pip install 'neurotrain-hf[medical]'") from None
 
     edge_p, edge_r, area_p, area_r = (
         np.asarray(t)
