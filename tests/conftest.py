@@ -21,7 +21,6 @@ os.environ.update(OFFLINE)
 # evaluate modules the code installs go to a per-session folder, not the user's cache
 os.environ.setdefault("HF_MODULES_CACHE", __import__("tempfile").mkdtemp(prefix="neurotrain-modules-"))
 
-import pytest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
@@ -74,6 +73,10 @@ def run_python(args: list[str], timeout: int = 600, env: dict | None = None, cwd
     )
 
 
-@pytest.fixture
-def tiny(tmp_path):
-    return lambda **sections: make_config(tmp_path, **sections)
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,40 +1,39 @@
-"""Two CPU processes through `accelerate launch`: one gloo group, sharded data, identical weights."""
+"""CPU processes through `accelerate launch`: one gloo group, sharded data, identical weights, joint stops."""
 
 import json
 import math
-import socket
 
 import pytest
 
-from .conftest import run_python, tiny_config_dict, write_toml
+from .conftest import free_port, run_python, tiny_config_dict, write_toml
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def accelerate_launch(num_processes: int, *script_args: str, timeout: int = 600):
+    """`accelerate launch` the way docs/distributed.md says works on CPU (`--multi_gpu` for 2+ processes)."""
+    multi = ["--multi_gpu"] if num_processes > 1 else []
+    command = [
+        "-m",
+        "accelerate.commands.launch",
+        *multi,
+        "--num_processes",
+        str(num_processes),
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(free_port()),
+        *script_args,
+    ]
+    return run_python(command, timeout=timeout)
 
 
 @pytest.mark.slow
 def test_single_process_accelerate_launch(tmp_path):
     cfg = write_toml(tmp_path / "one.toml", tiny_config_dict(tmp_path, training={"num_train_epochs": 1}))
-    proc = run_python(
-        [
-            "-m",
-            "accelerate.commands.launch",
-            "--num_processes",
-            "1",
-            "--num_machines",
-            "1",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
-            "recipes/train_classification.py",
-            str(cfg),
-        ],
-        timeout=600,
-    )
+    proc = accelerate_launch(1, "recipes/train_classification.py", str(cfg))
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((tmp_path / "runs" / "classification" / "t" / "report.json").read_text())
     assert report["world_size"] == 1 and report["global_step"] == 8
@@ -42,32 +41,11 @@ def test_single_process_accelerate_launch(tmp_path):
 
 @pytest.mark.slow
 def test_two_process_cpu_training(tmp_path):
-    data = tiny_config_dict(
-        tmp_path,
-        basic={"run_id": "ddp"},
-        training={"num_train_epochs": 2, "batch_size": 16, "metrics": ["accuracy"]},
+    training = {"num_train_epochs": 2, "batch_size": 16, "metrics": ["accuracy"]}
+    cfg = write_toml(
+        tmp_path / "ddp.toml", tiny_config_dict(tmp_path, basic={"run_id": "ddp"}, training=training)
     )
-    cfg = write_toml(tmp_path / "ddp.toml", data)
-    proc = run_python(
-        [
-            "-m",
-            "accelerate.commands.launch",
-            "--multi_gpu",
-            "--num_processes",
-            "2",
-            "--num_machines",
-            "1",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
-            "--main_process_port",
-            str(free_port()),
-            "tests/helpers/ddp_train.py",
-            str(cfg),
-        ],
-        timeout=600,
-    )
+    proc = accelerate_launch(2, "tests/helpers/ddp_train.py", str(cfg))
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = tmp_path / "runs" / "classification" / "ddp" / "ranks"
     r0, r1 = (json.loads((ranks / f"rank{i}.json").read_text()) for i in (0, 1))
@@ -82,32 +60,12 @@ def test_two_process_cpu_training(tmp_path):
 
 @pytest.mark.slow
 def test_nan_on_one_rank_stops_both(tmp_path):
-    data = tiny_config_dict(
-        tmp_path, basic={"run_id": "nan"}, training={"num_train_epochs": 2, "batch_size": 16}
+    training = {"num_train_epochs": 2, "batch_size": 16}
+    cfg = write_toml(
+        tmp_path / "nan.toml", tiny_config_dict(tmp_path, basic={"run_id": "nan"}, training=training)
     )
-    cfg = write_toml(tmp_path / "nan.toml", data)
-    proc = run_python(
-        [
-            "-m",
-            "accelerate.commands.launch",
-            "--multi_gpu",
-            "--num_processes",
-            "2",
-            "--num_machines",
-            "1",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
-            "--main_process_port",
-            str(free_port()),
-            "tests/helpers/ddp_train.py",
-            "--nan-on-rank",
-            "1",
-            "3",
-            str(cfg),
-        ],
-        timeout=300,
+    proc = accelerate_launch(
+        2, "tests/helpers/ddp_train.py", "--nan-on-rank", "1", "3", str(cfg), timeout=300
     )
     assert proc.returncode != 0
     assert proc.stderr.count("non-finite training loss") >= 2, proc.stderr[-3000:]  # both ranks stopped

@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -93,12 +92,6 @@ def test_evaluate_load_in_a_fresh_process_without_network(tmp_path, offline):
         and out["detection_map"] == "DetectionMAP"
         and out["dice_value"] == pytest.approx(0.8)
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow
