@@ -19,7 +19,13 @@ OFFLINE = {
 }
 os.environ.update(OFFLINE)
 # evaluate modules the code installs go to a per-session folder, not the user's cache
-os.environ.setdefault("HF_MODULES_CACHE", __import__("tempfile").mkdtemp(prefix="neurotrain-modules-"))
+if "HF_MODULES_CACHE" not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+
+    os.environ["HF_MODULES_CACHE"] = tempfile.mkdtemp(prefix="neurotrain-modules-")
+    atexit.register(shutil.rmtree, os.environ["HF_MODULES_CACHE"], ignore_errors=True)
 
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -151,7 +151,12 @@ def test_resolved_config_round_trips(tmp_path):
     assert load_config(path).to_dict() == cfg.to_dict()
 
 
-def test_tokens_are_refused():
+def test_tokens_are_refused_but_token_counting_options_are_not():
+    cfg = load_config(
+        RECIPES / "configs" / "digits_cnn.toml", ["--training.average_tokens_across_devices", "false"]
+    )
+    assert cfg.training.average_tokens_across_devices is False
+    assert cfg.to_dict()["training"]["average_tokens_across_devices"] is False
     with pytest.raises(ConfigError, match=r"\[training\] hub_token: secrets do not belong"):
         load_config(RECIPES / "configs" / "digits_cnn.toml", ["--training.hub_token", "hf_secret123"])
 

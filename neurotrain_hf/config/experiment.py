@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ SECTION_ORDER = ("basic", "model", "dataset", "training", "testing", "augmentati
 RESERVED_SECTIONS = ("peft", "hub")  # read by later tasks; kept verbatim until their dataclasses exist
 # [training] keys that belong to [basic]: one place for each setting.
 MOVED_KEYS = {"seed": "basic", "output_dir": "basic"}
-SECRET_MARKERS = ("token", "password", "secret")
+SECRET_KEY = re.compile(r"(^|_)(token|password|secret)$")  # hub_token, push_to_hub_token, ...
 
 
 @dataclass
@@ -64,7 +65,7 @@ def training_dict(args: Any, explicit: tuple[str, ...]) -> dict[str, Any]:
     values = args.to_dict()
     keep = {}
     for f in dataclasses.fields(args):
-        if not f.init or f.name in MOVED_KEYS or any(m in f.name for m in SECRET_MARKERS):
+        if not f.init or f.name in MOVED_KEYS or SECRET_KEY.search(f.name):
             continue
         if f.name not in inherited or f.name in explicit:
             keep[f.name] = values.get(f.name, getattr(args, f.name))
@@ -148,7 +149,7 @@ def build_config(
                 if key in values:
                     raise ConfigError(f"{source}: [training] {key} is set in [{home}] {key}")
             for key in values:
-                if any(marker in key for marker in SECRET_MARKERS):
+                if SECRET_KEY.search(key):
                     raise ConfigError(
                         f"{source}: [training] {key}: secrets do not belong in experiment files (they are copied "
                         "into run folders); log in with `hf auth login` or set HF_TOKEN"
