@@ -29,6 +29,19 @@ print(json.dumps(out))
 """
 
 
+def load_in_fresh_process(names: list[str], env: dict) -> dict:
+    """Run LOAD_ALL for ``names`` in a new Python process; returns its JSON output."""
+    proc = subprocess.run(
+        [sys.executable, "-c", LOAD_ALL % json.dumps(names)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **OFFLINE, **env},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def test_module_matches_function_and_add_batch():
     rng = np.random.default_rng(0)
     preds = [rng.integers(0, 3, (6, 6)) for _ in range(4)]
@@ -77,16 +90,7 @@ def test_evaluate_load_in_a_fresh_process_without_network(tmp_path, offline):
         env["HF_EVALUATE_OFFLINE"] = "1"
     else:  # a Hub that refuses connections (closed port on 127.0.0.1)
         env = {**env, "HF_EVALUATE_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9"}
-    script = LOAD_ALL % json.dumps(sorted(hub.CARDS))
-    proc = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, **OFFLINE, **env},
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = load_in_fresh_process(sorted(hub.CARDS), env)
     assert (
         out["dice"] == "Dice"
         and out["detection_map"] == "DetectionMAP"
@@ -125,16 +129,7 @@ def test_publish_to_hub_double_then_load_from_space(tmp_path):
         )
         assert again.returncode == 0, again.stderr[-3000:]  # updating existing Spaces works
         # a fresh process with an empty module cache downloads the module script from the Space
-        script = LOAD_ALL % json.dumps(["dice", "bleu"])
-        proc = subprocess.run(
-            [sys.executable, "-c", script],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            env={**os.environ, **OFFLINE, **env},
-        )
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        assert json.loads(proc.stdout.strip().splitlines()[-1])["dice_value"] == pytest.approx(0.8)
+        assert load_in_fresh_process(["dice", "bleu"], env)["dice_value"] == pytest.approx(0.8)
         cached = list((tmp_path / "modules").rglob("dice.py"))
         assert cached and "neurotrain--dice" in str(cached[0])
     finally:

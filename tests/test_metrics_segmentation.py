@@ -122,7 +122,7 @@ def test_nsd_identical_and_errors():
         compute_nsd([m], [m], 2, tolerance=[1.0, 2.0])
     with pytest.raises(ValueError, match="tolerance must be finite and >= 0"):
         compute_nsd([m], [m], 2, tolerance=-1.0)
-    assert torch.is_tensor(torch.as_tensor(m))  # tensors are accepted too
+    # torch tensors are accepted as well as numpy arrays
     assert compute_nsd([torch.as_tensor(m)], [torch.as_tensor(m)], 2, tolerance=1.0)["mean_nsd"] == 1.0
 
 
