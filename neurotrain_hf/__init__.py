@@ -1,6 +1,7 @@
 """neurotrain_hf: NeuroTrain on the Hugging Face stack.
 
 The original NeuroTrain entry points are importable from here; heavy modules load on first use.
+Importing the package registers our models and image processor with the transformers Auto classes.
 """
 
 from __future__ import annotations
@@ -33,15 +34,19 @@ _EXPORTS = {
     "register_metric": "neurotrain_hf.metrics",
     "NeuroTrainer": "neurotrain_hf.trainer",
     "NeuroTrainingArguments": "neurotrain_hf.trainer",
-    "ClassificationConfig": "neurotrain_hf.tasks.classification_config",
-    "ClassificationTrainer": "neurotrain_hf.tasks.classification_trainer",
+    "ClassificationConfig": "neurotrain_hf.tasks.classification.config",
+    "ClassificationTrainer": "neurotrain_hf.tasks.classification.trainer",
+    "NeuroImageProcessor": "neurotrain_hf.data.processor",
     "Tester": "neurotrain_hf.tester",
     "Predictor": "neurotrain_hf.predictor",
+    "run": "neurotrain_hf.runner",
 }
 # NeuroTrain's role names: ``Trainer`` is the task trainer base.
 _ALIASES = {"Trainer": ("neurotrain_hf.trainer", "NeuroTrainer")}
 
 __all__ = sorted([*_EXPORTS, *_ALIASES])
+
+from .models import auto as _auto  # noqa: E402, F401  (Auto-class registration)
 
 
 def __getattr__(name: str) -> Any:

@@ -24,7 +24,7 @@ def _registry_names(kind: str) -> list[str]:
 
         return MODELS.list() + [f"{p}/<name>" for p in MODELS.prefixes()]
     if kind == "datasets":
-        from .data import list_datasets
+        from .data import list_datasets  # every task's sources
 
         return list_datasets()
     if kind == "losses":
@@ -65,14 +65,17 @@ def setup_logging() -> None:
     transformers.logging.set_verbosity_warning()
 
 
-def run_training(config_path: str, overrides: list[str]) -> dict:
-    """Load a config, run its task, and print the run folder and headline metrics (main process)."""
+def run_training(config_path: str, overrides: list[str], task: str | None = None) -> dict:
+    """Load a config, run it, and print the run folder and headline metrics (main process)."""
     from .config import load_config, set_config
-    from .tasks import get_task
+    from .errors import ConfigError
+    from .runner import run
 
     config = load_config(config_path, overrides)
+    if task is not None and config.basic.task != task:
+        raise ConfigError(f"{config_path}: [basic] task is {config.basic.task!r}; this recipe trains {task!r}")
     set_config(config)
-    report = get_task(config.basic.task).run_function()(config)
+    report = run(config)
     if int(os.environ.get("RANK", "0")) == 0:
         test = report.get("test", {})
         headline = {k: round(v, 4) for k, v in test.items() if isinstance(v, float)}
@@ -81,16 +84,16 @@ def run_training(config_path: str, overrides: list[str]) -> dict:
     return report
 
 
-def recipe_main(task: str, argv: list[str] | None = None) -> int:
-    """Entry point of ``recipes/train_<task>.py CONFIG [--section.key VALUE ...]``."""
+def recipe_main(task: str | None, argv: list[str] | None = None) -> int:
+    """Entry point of ``recipes/train_<task>.py CONFIG [--section.key VALUE ...]`` and ``neurotrain train``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print(f"usage: train_{task}.py CONFIG [--section.key VALUE ...]\n")
-        print(config_help(task))
+        print(f"usage: {f'train_{task}.py' if task else 'neurotrain train'} CONFIG [--section.key VALUE ...]\n")
+        print(config_help(task or "classification"))
         return 0
     setup_logging()
     try:
-        run_training(argv[0], argv[1:])
+        run_training(argv[0], argv[1:], task)
     except NeuroTrainError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -128,22 +131,12 @@ def _cmd_test(args) -> int:
 
 
 def _cmd_predict(args) -> int:
-    from PIL import Image
-
-    from .predictor import Predictor
+    from .predictor import Predictor, check_inputs
 
     predictor = Predictor.from_pretrained(args.model)
-    for path, pred in zip(args.images, predictor.predict([Image.open(p) for p in args.images])):
-        print(
-            json.dumps(
-                {
-                    "image": path,
-                    "label": pred["label"],
-                    "label_name": pred["label_name"],
-                    "score": round(pred["score"], 6),
-                }
-            )
-        )
+    check_inputs(args.images)
+    for path, pred in zip(args.images, predictor.predict_files(args.images)):
+        print(json.dumps({"image": path, **predictor.task.summary(pred)}))
     return 0
 
 
@@ -227,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     if args.command == "train":
-        return recipe_main("classification", [args.config, *args.overrides] if args.config else ["--help"])
+        return recipe_main(None, [args.config, *args.overrides] if args.config else ["--help"])
     if args.command == "list":
         import fnmatch
 

@@ -1,8 +1,10 @@
 """Loss registry and weighted sums written in the config (``loss = "ce+focal"``, ``loss_weights = [1, 0.5]``).
 
-Every loss is ``fn(logits, labels, num_items_in_batch=None) -> scalar``. Without ``num_items_in_batch``
-it reduces like PyTorch's ``reduction="mean"``; with it, it returns the per-item sum divided by that
-count, which keeps gradient accumulation and multi-process runs equal to one big batch.
+Every registered loss is ``fn(logits, labels, num_items_in_batch=None, reduction="mean")``. Without
+``num_items_in_batch`` it reduces like PyTorch's ``reduction="mean"``; with it, it returns the per-item
+sum divided by that count, which keeps gradient accumulation and multi-process runs equal to one big
+batch; ``reduction="none"`` gives the per-item values (the Tester's per-sample losses). ``build_loss``
+returns a ``WeightedLoss`` that also keeps each term's last value, logged as ``loss_<name>``.
 """
 
 from __future__ import annotations
@@ -47,8 +49,10 @@ def _weights(opts: LossOptions, logits: torch.Tensor) -> torch.Tensor | None:
 
 
 def _reduce(
-    per_item: torch.Tensor, num_items_in_batch: int | torch.Tensor | None, denom=None
+    per_item: torch.Tensor, num_items_in_batch: int | torch.Tensor | None, denom=None, reduction: str = "mean"
 ) -> torch.Tensor:
+    if reduction == "none":
+        return per_item
     if num_items_in_batch is not None:
         return per_item.sum() / num_items_in_batch
     if denom is not None:
@@ -60,14 +64,14 @@ def _reduce(
 def cross_entropy(opts: LossOptions) -> LossFn:
     """Cross-entropy with optional label smoothing and class weights."""
 
-    def fn(logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
+    def fn(logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch=None, reduction="mean") -> torch.Tensor:
         weight = _weights(opts, logits)
         per_item = F.cross_entropy(
             logits, labels, weight=weight, label_smoothing=opts.label_smoothing, reduction="none"
         )
         # PyTorch's weighted mean divides by the summed weights of the targets.
         denom = weight[labels].sum() if weight is not None else None
-        return _reduce(per_item, num_items_in_batch, denom)
+        return _reduce(per_item, num_items_in_batch, denom, reduction)
 
     return fn
 
@@ -76,7 +80,7 @@ def cross_entropy(opts: LossOptions) -> LossFn:
 def bce_with_logits(opts: LossOptions) -> LossFn:
     """Binary cross-entropy with logits; integer class labels become one-hot targets."""
 
-    def fn(logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
+    def fn(logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch=None, reduction="mean") -> torch.Tensor:
         target = labels
         if not labels.is_floating_point():
             target = (
@@ -86,7 +90,7 @@ def bce_with_logits(opts: LossOptions) -> LossFn:
         pos_weight = _weights(opts, logits) if logits.dim() == 2 else None
         per_elem = F.binary_cross_entropy_with_logits(logits, target, pos_weight=pos_weight, reduction="none")
         per_item = per_elem.flatten(1).mean(1) if per_elem.dim() > 1 else per_elem
-        return _reduce(per_item, num_items_in_batch)
+        return _reduce(per_item, num_items_in_batch, reduction=reduction)
 
     return fn
 
@@ -95,19 +99,37 @@ def bce_with_logits(opts: LossOptions) -> LossFn:
 def focal(opts: LossOptions) -> LossFn:
     """Multi-class focal loss (Lin et al. 2017): ``-alpha_y (1 - p_y)^gamma log p_y``."""
 
-    def fn(logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
+    def fn(logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch=None, reduction="mean") -> torch.Tensor:
         log_p = F.log_softmax(logits.float(), dim=1).gather(1, labels.long().unsqueeze(1)).squeeze(1)
         per_item = -((1 - log_p.exp()) ** opts.focal_gamma) * log_p
         weight = _weights(opts, logits)
         if weight is not None:
             per_item = per_item * weight[labels].float()
-        return _reduce(per_item, num_items_in_batch).to(logits.dtype)
+        return _reduce(per_item, num_items_in_batch, reduction=reduction).to(logits.dtype)
 
     return fn
 
 
-def build_loss(spec: str, weights: Sequence[float] | None = None, opts: LossOptions | None = None) -> LossFn:
-    """Build ``"a+b"`` as ``w_a * a + w_b * b``; a single name returns that loss itself."""
+class WeightedLoss:
+    """``sum_i w_i * term_i``; keeps the last (detached, unweighted) value of each term for logging."""
+
+    def __init__(self, names: Sequence[str], weights: Sequence[float], terms: Sequence[LossFn]) -> None:
+        self.names, self.weights, self.terms = list(names), list(weights), list(terms)
+        self.last_terms: dict[str, torch.Tensor] = {}
+
+    def __call__(self, logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
+        values = [t(logits, labels, num_items_in_batch) for t in self.terms]
+        if len(values) > 1:
+            self.last_terms = {n: v.detach() for n, v in zip(self.names, values)}
+        return values[0] * self.weights[0] if len(values) == 1 else sum(w * v for w, v in zip(self.weights, values))
+
+    def per_item(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The weighted sum of the terms per item, shape (B,)."""
+        return sum(w * t(logits, labels, reduction="none") for w, t in zip(self.weights, self.terms))
+
+
+def build_loss(spec: str, weights: Sequence[float] | None = None, opts: LossOptions | None = None) -> WeightedLoss:
+    """Build ``"a+b"`` as ``w_a * a + w_b * b`` (weights default to 1)."""
     opts = opts or LossOptions()
     names = [n.strip() for n in spec.split("+") if n.strip()]
     if not names:
@@ -120,11 +142,4 @@ def build_loss(spec: str, weights: Sequence[float] | None = None, opts: LossOpti
         terms = [LOSSES.get(n)(opts) for n in names]
     except KeyError as exc:
         raise ConfigError(f"[training] loss: {exc}") from None
-    if len(terms) == 1 and weights is None:
-        return terms[0]
-    coefs = list(weights) if weights is not None else [1.0] * len(terms)
-
-    def combined(logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
-        return sum(c * t(logits, labels, num_items_in_batch) for c, t in zip(coefs, terms))
-
-    return combined
+    return WeightedLoss(names, list(weights) if weights is not None else [1.0] * len(terms), terms)

@@ -1,71 +1,104 @@
-"""Predictor: batch and single-image prediction from a run folder or a model folder.
+"""Predictor: run a trained model folder on new inputs, the way the Tester evaluated it.
 
-Images go through the same evaluation transform as in training (resize, crop, normalize); a
-post-processing hook turns logits into the returned records (default: label, name and scores).
+``Predictor.from_pretrained(path)`` takes a run folder (its ``model/``) or a model folder: the model
+through the task's Auto class, the processor through ``AutoImageProcessor``, outputs through the
+task's ``Inference`` hook and turned into records by the task's ``predictions``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from .data.transforms import ImageBatchTransform
-from .metrics.classification import softmax
-from .model_io import load_model_dir
-from .models.registry import logits_of
-
-PostProcess = Callable[[np.ndarray, Sequence[str]], list[Any]]
+from .errors import NeuroTrainError
+from .tasks import get_task
+from .tasks.base import TASK_KEY
 
 
-def top_label(logits: np.ndarray, label_names: Sequence[str]) -> list[dict[str, Any]]:
-    """Default post-processing: softmax scores, the arg-max label and its name."""
-    probs = softmax(logits)
-    return [
-        {
-            "label": int(p.argmax()),
-            "label_name": label_names[int(p.argmax())],
-            "score": float(p.max()),
-            "scores": p.tolist(),
-        }
-        for p in probs
-    ]
+def model_folder(path: str | Path) -> Path:
+    """A model folder from a run folder or a model folder; one-line error otherwise."""
+    path = Path(path)
+    if (path / "model" / "config.json").is_file():
+        return path / "model"
+    if (path / "config.json").is_file():
+        return path
+    raise NeuroTrainError(f"{path}: not a run folder or model folder (no config.json)")
+
+
+def task_of(folder: Path) -> str:
+    """The task that trained a model folder (``neurotrain_task`` in config.json; else by architecture)."""
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    if config.get(TASK_KEY):
+        return config[TASK_KEY]
+    architectures = config.get("architectures") or []
+    if any(a.endswith("ForImageClassification") for a in architectures):
+        return "classification"
+    raise NeuroTrainError(f"{folder}: cannot tell the task of this model (architectures {architectures})")
+
+
+def check_inputs(paths: Sequence[str | Path]) -> None:
+    """Every file exists and decodes; else one line naming the first bad one."""
+    from .data.images import inspect_image
+
+    for path in paths:
+        if not Path(path).is_file():
+            raise NeuroTrainError(f"{path}: file not found")
+        error = inspect_image(str(path))["error"]
+        if error:
+            raise NeuroTrainError(f"{path}: cannot read this image ({error})")
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class Predictor:
-    """Run a trained model on new images (PIL images or HWC arrays)."""
+    """Predict images (PIL images, arrays or file paths) with a trained model and its processor."""
 
-    def __init__(
-        self, model: torch.nn.Module, config, info, postprocess: PostProcess = top_label, batch_size: int = 64
-    ) -> None:
-        self.model, self.config, self.info = model.eval(), config, info
-        self.transform = ImageBatchTransform(config.augmentation, info.mean, info.std, train=False)
-        self.postprocess = postprocess
+    def __init__(self, model: Any, processor: Any, task: Any, batch_size: int = 64) -> None:
+        self.model, self.processor, self.task = model.eval(), processor, task
+        self.inference = task.inference(model.config)
         self.batch_size = batch_size
 
     @classmethod
     def from_pretrained(cls, path: str | Path, **kwargs: Any) -> Predictor:
         """From a model folder, or a run folder (uses its ``model/``)."""
-        path = Path(path)
-        if (path / "model").is_dir() and not (path / "model.safetensors").is_file():
-            path = path / "model"
-        model, config, info = load_model_dir(path)
-        return cls(model, config, info, **kwargs)
+        from transformers import AutoImageProcessor
+
+        folder = model_folder(path)
+        task = get_task(task_of(folder)).load()
+        model = task.load_model(folder)
+        processor = AutoImageProcessor.from_pretrained(str(folder))
+        return cls(model, processor, task, **kwargs)
 
     @torch.no_grad()
-    def predict(self, images: Sequence[Any]) -> list[Any]:
-        """Predict a list of images in batches."""
+    def predict(self, images: Sequence[Any]) -> list[dict[str, Any]]:
+        """Predict a list of inputs in batches; one record per input."""
         device = next(self.model.parameters()).device
-        out: list[Any] = []
+        out: list[dict[str, Any]] = []
         for start in range(0, len(images), self.batch_size):
-            pixel_values = self.transform.images(list(images[start : start + self.batch_size]))
-            logits = logits_of(self.model(pixel_values.to(device))).float().cpu().numpy()
-            out.extend(self.postprocess(logits, self.info.label_names))
+            inputs = self.processor(list(images[start : start + self.batch_size]), return_tensors="pt")
+            inputs = {k: v.to(device) for k, v in inputs.items()}
+            out.extend(self.task.predictions(self.inference(self.model, inputs), self.model))
         return out
 
-    def __call__(self, image: Any) -> Any:
-        """Predict one image."""
+    def predict_files(self, paths: Sequence[str | Path]) -> list[dict[str, Any]]:
+        """Predict image files; an image the model cannot take is named in a one-line error."""
+        try:
+            return self.predict([str(p) for p in paths])
+        except (RuntimeError, ValueError) as exc:
+            for path in paths:
+                try:
+                    self.predict([str(path)])
+                except (RuntimeError, ValueError) as single:
+                    raise NeuroTrainError(f"{path}: the model cannot take this image ({_first_line(single)})") from None
+            raise NeuroTrainError(f"the model cannot take these images together ({_first_line(exc)})") from None
+
+    def __call__(self, image: Any) -> dict[str, Any]:
+        """Predict one input."""
         return self.predict([image])[0]

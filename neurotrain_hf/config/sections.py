@@ -101,6 +101,21 @@ class DatasetConfig:
         default=None, metadata={"help": "Keep at most this many samples per split (quick runs).", "min": 1}
     )
     cache_dir: str | None = field(default=None, metadata={"help": "`datasets` cache folder."})
+    channels: int | None = field(
+        default=None,
+        metadata={
+            "help": "Channels every image is converted to (1 = grey, 3 = RGB); default: 3 when any image "
+            "of the dataset is in colour, else 1.",
+            "choices": [1, 3],
+        },
+    )
+    skip_bad_samples: bool = field(
+        default=False,
+        metadata={
+            "help": "Skip unreadable or invalid samples (logged and counted in the report) instead of "
+            "stopping with an error naming the first one."
+        },
+    )
 
 
 @dataclass

@@ -1,24 +1,30 @@
-"""Datasets: registry of sources, splits, transforms and batch-fetching loaders."""
+"""Data core shared by every task: dataset registry, splits, images, processor, batch-fetching loaders."""
 
-from . import classification_sources  # noqa: F401  (registers the built-in datasets)
 from .api import (
-    DatasetInfo,
     dataset_info,
     get_dataset,
     get_test_dataset,
     get_train_dataset,
     get_train_valid_test_dataloader,
     get_valid_dataset,
-    load_splits,
+    prepare_data,
     random_sample,
 )
 from .loader import BatchFetchDataset, make_dataloader
-from .registry import DATASETS, DatasetSource, list_datasets, register_dataset
+from .registry import DATASETS, DatasetSource, register_dataset
+
+
+def list_datasets(pattern: str = "*") -> list[str]:
+    """Every task's registered datasets."""
+    from ..tasks import load_all_sources
+
+    load_all_sources()
+    return DATASETS.list(pattern)
+
 
 __all__ = [
     "DATASETS",
     "BatchFetchDataset",
-    "DatasetInfo",
     "DatasetSource",
     "dataset_info",
     "get_dataset",
@@ -27,8 +33,8 @@ __all__ = [
     "get_train_valid_test_dataloader",
     "get_valid_dataset",
     "list_datasets",
-    "load_splits",
     "make_dataloader",
+    "prepare_data",
     "random_sample",
     "register_dataset",
 ]

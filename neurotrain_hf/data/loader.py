@@ -5,7 +5,9 @@ indices. Fixed-shape columns (``Array2D``..``Array5D``, numeric ``Value``/``Clas
 through zero-copy numpy views of the dataset's Arrow buffers (memory-mapped when the dataset is on
 disk), so a batch costs one numpy gather; other columns (``Image``, strings) go through a ``numpy``
 formatted view of the ``datasets.Dataset``. The split's ``set_transform`` transform is then applied to
-the whole batch. Samplers, sharding and resumption stay the DataLoader's and Accelerate's.
+the whole batch, with torch's RNG seeded from (seed, epoch, sample indices) for the duration of the
+call, so any random transform is reproducible whatever the fetch order, workers or resume point.
+Samplers, sharding and resumption stay the DataLoader's and Accelerate's.
 """
 
 from __future__ import annotations
@@ -16,8 +18,6 @@ import datasets
 import numpy as np
 import pyarrow as pa
 import torch
-
-from .transforms import ImageBatchTransform
 
 _ARRAY_FEATURES = (datasets.Array2D, datasets.Array3D, datasets.Array4D, datasets.Array5D)
 
@@ -90,9 +90,10 @@ def _row_mapping(dataset: datasets.Dataset) -> np.ndarray | None:
 class BatchFetchDataset(torch.utils.data.Dataset):
     """Map-style torch dataset over a ``datasets.Dataset``, reading batches instead of rows."""
 
-    def __init__(self, dataset: datasets.Dataset, seed: int = 0) -> None:
+    def __init__(self, dataset: datasets.Dataset, seed: int = 0, index_key: str | None = None) -> None:
         self.dataset = dataset
         self.seed = seed
+        self.index_key = index_key
         self.epoch = 0
         self.transform = dataset_transform(dataset)
         self.columns = list(dataset.format.get("columns") or dataset.column_names)
@@ -123,20 +124,22 @@ class BatchFetchDataset(torch.utils.data.Dataset):
         """Called by Accelerate's loaders each epoch; part of the augmentation seed."""
         self.epoch = int(epoch)
 
-    def batch_generator(self, indices: list[int]) -> torch.Generator:
-        """A generator seeded by (seed, epoch, indices): augmentations independent of fetch order."""
+    def batch_seed(self, indices: list[int]) -> int:
+        """A seed from (seed, epoch, indices): augmentations independent of fetch order."""
         state = np.random.SeedSequence([self.seed, self.epoch, *map(int, indices)]).generate_state(
             2, np.uint32
         )
-        return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+        return int(state[0]) << 32 | int(state[1])
 
     def __getitems__(self, indices: list[int]) -> dict[str, Any]:
         batch = self.fetch(indices)
-        if self.transform is None:
-            return batch
-        if isinstance(self.transform, ImageBatchTransform):
-            return self.transform(batch, generator=self.batch_generator(indices))
-        return self.transform(batch)
+        if self.transform is not None:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.batch_seed(indices))
+                batch = self.transform(batch)
+        if self.index_key is not None:
+            batch[self.index_key] = torch.as_tensor(indices, dtype=torch.long)
+        return batch
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         batch = self.__getitems__([index])

@@ -24,7 +24,3 @@ class DatasetSource:
 
 DATASETS: Registry[Callable[[DatasetConfig], DatasetSource]] = Registry("dataset")
 register_dataset = DATASETS.register
-
-
-def list_datasets(pattern: str = "*") -> list[str]:
-    return DATASETS.list(pattern)

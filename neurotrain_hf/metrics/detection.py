@@ -86,6 +86,8 @@ def mask_iou(dt: np.ndarray, gt: np.ndarray, crowd: np.ndarray) -> np.ndarray:
 class DetectionAccumulator:
     """Streaming COCO evaluation; ``iou_type`` is ``bbox`` (boxes) or ``segm`` (``masks``)."""
 
+    STATE = ("images", "_dt", "_gt", "_f1_groups")  # summed/extended across processes
+
     def __init__(
         self,
         iou_type: str = "bbox",

@@ -65,6 +65,25 @@ class StreamingMetrics:
     def family(self, name: str) -> Any:
         return self.families[name][0]
 
+    def merge(self, other: StreamingMetrics) -> None:
+        """Add another (e.g. another process's) state of the same metrics into this one."""
+        for name, (acc, _) in self.families.items():
+            merge_state(acc, other.families[name][0])
+
+
+def merge_state(into: Any, other: Any) -> None:
+    """Merge an accumulator's declared ``STATE``: arrays and numbers add, lists extend, dicts add per key."""
+    for key in type(into).STATE:
+        mine, theirs = getattr(into, key), getattr(other, key)
+        if isinstance(mine, bool):
+            setattr(into, key, mine and theirs)
+        elif isinstance(mine, list):
+            mine.extend(theirs)
+        elif isinstance(mine, dict):
+            setattr(into, key, {k: mine[k] + theirs[k] for k in mine})
+        else:
+            setattr(into, key, mine + theirs)
+
 
 def _classification_family(
     num_labels: int, top_k=(1, 3, 5), average: str = "macro", keep_scores: bool = True

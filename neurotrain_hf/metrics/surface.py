@@ -129,6 +129,8 @@ def _class_tolerances(tolerance, classes: list[int]) -> dict[int, float]:
 class SurfaceDiceAccumulator:
     """Streaming NSD: per-class sums of per-image NSD (NaN images left out)."""
 
+    STATE = ("score_sum", "score_count", "count")  # summed/extended across processes
+
     def __init__(
         self,
         num_labels: int,

@@ -31,6 +31,8 @@ def _probabilities(pred: np.ndarray) -> np.ndarray:
 class ThresholdSweep:
     """Streaming confusion counts at every threshold."""
 
+    STATE = ("pos", "neg", "count")  # summed/extended across processes
+
     def __init__(self, thresholds: Sequence[float] | None = None) -> None:
         self.thresholds = (
             np.arange(101) / 100 if thresholds is None else np.sort(np.asarray(thresholds, float))

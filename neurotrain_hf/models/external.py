@@ -1,45 +1,93 @@
-"""Resolvers for external model zoos: ``timm/<name>``, ``torchvision/<name>``, ``hf/<id-or-model-type>``."""
+"""Wrappers for external model zoos: ``timm/<name>``, ``torchvision/<name>``, ``hf/<id-or-model-type>``.
+
+timm models go through transformers' own timm wrapper (``TimmWrapperForImageClassification``);
+torchvision classifiers through a thin ``PreTrainedModel`` (``TorchvisionForImageClassification``);
+``hf/`` models through the task's Auto class. A pretrained stem meeting another channel count is
+adapted the way timm does it (``timm.models.adapt_input_conv``) where the weights allow it; otherwise
+the user is told.
+"""
 
 from __future__ import annotations
 
+import logging
+
+import torch
 from torch import nn
+from transformers import PretrainedConfig, PreTrainedModel
+from transformers.modeling_outputs import ImageClassifierOutput
 
 from ..errors import ConfigError
-from .registry import MODELS
+from .registry import MODELS, ModelRequest
+
+logger = logging.getLogger(__name__)
 
 
 @MODELS.register_prefix("timm")
 def timm_model(arch: str):
-    def build(num_labels: int, in_channels: int, pretrained: bool = False, **kwargs) -> nn.Module:
+    def build(request: ModelRequest, **kwargs):
         import timm
+        from transformers import TimmWrapperConfig, TimmWrapperForImageClassification
 
         if not timm.is_model(arch):
             raise ConfigError(f"[model] timm/{arch}: unknown timm model (see timm.list_models())")
-        return timm.create_model(
-            arch, pretrained=pretrained, num_classes=num_labels, in_chans=in_channels, **kwargs
+        model_args = {"in_chans": request.in_channels, **kwargs}
+        config = TimmWrapperConfig(
+            architecture=arch, model_args=model_args, do_pooling=True, **request.label_maps()
         )
+        model = TimmWrapperForImageClassification(config)
+        if request.pretrained:  # timm loads and adapts the stem (in_chans) itself
+            source = timm.create_model(arch, pretrained=True, num_classes=request.num_labels, **model_args)
+            model.timm_model.load_state_dict(source.state_dict())
+        return model
 
     return build
 
 
-def _replace_first_conv(model: nn.Module, in_channels: int) -> None:
+class TorchvisionClassifierConfig(PretrainedConfig):
+    """A torchvision classification architecture by name, with its input channels."""
+
+    model_type = "neurotrain_torchvision"
+
+    def __init__(
+        self, architecture: str = "resnet18", num_channels: int = 3, model_args: dict | None = None, **kwargs
+    ) -> None:
+        self.architecture = architecture
+        self.num_channels = int(num_channels)
+        self.model_args = dict(model_args or {})
+        super().__init__(**kwargs)
+
+
+def _first_conv(model: nn.Module) -> tuple[nn.Module, str, nn.Conv2d] | None:
     for parent in model.modules():
         for child_name, child in parent.named_children():
             if isinstance(child, nn.Conv2d):
-                if child.in_channels == in_channels:
-                    return
-                new = nn.Conv2d(
-                    in_channels,
-                    child.out_channels,
-                    child.kernel_size,
-                    child.stride,
-                    child.padding,
-                    child.dilation,
-                    child.groups,
-                    child.bias is not None,
-                )
-                setattr(parent, child_name, new)
-                return
+                return parent, child_name, child
+    return None
+
+
+def adapt_first_conv(model: nn.Module, in_channels: int) -> None:
+    """Give the first convolution ``in_channels`` inputs, adapting its weights as timm does."""
+    from timm.models import adapt_input_conv
+
+    found = _first_conv(model)
+    if found is None or found[2].in_channels == in_channels:
+        return
+    parent, name, conv = found
+    new = nn.Conv2d(
+        in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        conv.stride,
+        conv.padding,
+        conv.dilation,
+        conv.groups,
+        conv.bias is not None,
+    )
+    with torch.no_grad():
+        new.weight.copy_(adapt_input_conv(in_channels, conv.weight))
+        if conv.bias is not None:
+            new.bias.copy_(conv.bias)
+    setattr(parent, name, new)
 
 
 def _replace_last_linear(model: nn.Module, num_labels: int) -> None:
@@ -54,52 +102,83 @@ def _replace_last_linear(model: nn.Module, num_labels: int) -> None:
     setattr(parent, child_name, nn.Linear(child.in_features, num_labels))
 
 
+class TorchvisionForImageClassification(PreTrainedModel):
+    """A torchvision classifier inside a ``PreTrainedModel`` (weights under ``model.``)."""
+
+    config_class = TorchvisionClassifierConfig
+    main_input_name = "pixel_values"
+
+    def __init__(self, config: TorchvisionClassifierConfig, weights: str | None = None) -> None:
+        import torchvision
+
+        super().__init__(config)
+        if weights:
+            self.model = torchvision.models.get_model(config.architecture, weights=weights, **config.model_args)
+            _replace_last_linear(self.model, config.num_labels)
+        else:
+            self.model = torchvision.models.get_model(
+                config.architecture, weights=None, num_classes=config.num_labels, **config.model_args
+            )
+        adapt_first_conv(self.model, config.num_channels)
+        self.post_init()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """torchvision initialises its own modules."""
+
+    def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None, **kwargs):
+        logits = self.model(pixel_values)
+        loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
+        return ImageClassifierOutput(loss=loss, logits=logits)
+
+
 @MODELS.register_prefix("torchvision")
 def torchvision_model(arch: str):
-    def build(num_labels: int, in_channels: int, pretrained: bool = False, **kwargs) -> nn.Module:
+    def build(request: ModelRequest, **kwargs):
         import torchvision
 
         if arch not in torchvision.models.list_models(module=torchvision.models):
             raise ConfigError(f"[model] torchvision/{arch}: unknown torchvision classification model")
-        if pretrained:
-            model = torchvision.models.get_model(arch, weights="DEFAULT", **kwargs)
-            _replace_last_linear(model, num_labels)
-        else:
-            model = torchvision.models.get_model(arch, weights=None, num_classes=num_labels, **kwargs)
-        _replace_first_conv(model, in_channels)
-        return model
+        config = TorchvisionClassifierConfig(
+            architecture=arch, num_channels=request.in_channels, model_args=kwargs, **request.label_maps()
+        )
+        return TorchvisionForImageClassification(config, weights="DEFAULT" if request.pretrained else None)
 
     return build
+
+
+def _auto(name: str):
+    import transformers
+
+    return getattr(transformers, name)
 
 
 @MODELS.register_prefix("hf")
 def hf_model(model_id: str):
     """``hf/<hub-id-or-path>`` (config from the Hub or a folder) or ``hf/<model_type>`` (e.g. ``hf/vit``)."""
 
-    def build(
-        num_labels: int, in_channels: int, pretrained: bool = False, trust_remote_code: bool = False, **kwargs
-    ) -> nn.Module:
-        from transformers import CONFIG_MAPPING, AutoConfig, AutoModelForImageClassification
+    def build(request: ModelRequest, **kwargs):
+        from transformers import CONFIG_MAPPING, AutoConfig
 
-        if pretrained:
-            return AutoModelForImageClassification.from_pretrained(
-                model_id,
-                num_labels=num_labels,
-                ignore_mismatched_sizes=True,
-                trust_remote_code=trust_remote_code,
-                num_channels=in_channels,
-                **kwargs,
+        auto = _auto(request.auto_class)
+        remote = {"trust_remote_code": True} if request.trust_remote_code else {}
+        if model_id in CONFIG_MAPPING and not request.pretrained:
+            config = AutoConfig.for_model(
+                model_id, num_channels=request.in_channels, **request.label_maps(), **kwargs
             )
-        if model_id in CONFIG_MAPPING:
-            config = AutoConfig.for_model(model_id, num_labels=num_labels, num_channels=in_channels, **kwargs)
-        else:
-            config = AutoConfig.from_pretrained(
-                model_id,
-                num_labels=num_labels,
-                num_channels=in_channels,
-                trust_remote_code=trust_remote_code,
-                **kwargs,
+            return auto.from_config(config)
+        config = AutoConfig.from_pretrained(model_id, **remote)
+        channels = getattr(config, "num_channels", None)
+        if request.pretrained and channels is not None and channels != request.in_channels:
+            raise ConfigError(
+                f"[model] hf/{model_id}: pretrained on {channels}-channel images but the data has "
+                f"{request.in_channels}; set [dataset] channels = {channels} (images are converted)"
             )
-        return AutoModelForImageClassification.from_config(config, trust_remote_code=trust_remote_code)
+        overrides = {"num_channels": request.in_channels} if channels is not None else {}
+        if request.pretrained:
+            return auto.from_pretrained(
+                model_id, ignore_mismatched_sizes=True, **overrides, **request.label_maps(), **remote, **kwargs
+            )
+        config = AutoConfig.from_pretrained(model_id, **overrides, **request.label_maps(), **remote, **kwargs)
+        return auto.from_config(config, **remote)
 
     return build

@@ -1,22 +1,39 @@
 """Model registry and ``get_model``: our own models by name, plus ``timm/``, ``torchvision/`` and ``hf/`` prefixes.
 
-Every builder takes ``(num_labels, in_channels, pretrained, **kwargs)`` and returns an ``nn.Module``
-whose forward takes an image batch (``pixel_values``) and returns logits or a ModelOutput with ``.logits``.
+A builder takes a ``ModelRequest`` (what the task and the data decide: labels, channels, pretrained,
+the task's Auto class) plus the ``[model] kwargs`` and returns a ``transformers.PreTrainedModel``, so
+every trained model saves as a folder the Auto classes load.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from typing import Any
-
-from torch import nn
 
 from ..config.sections import ModelConfig
 from ..errors import ConfigError
 from ..registry import Registry
 
-ModelBuilder = Callable[..., nn.Module]
+
+@dataclass
+class ModelRequest:
+    """What a builder must produce: head size, input channels, weights and the task's Auto class."""
+
+    num_labels: int
+    in_channels: int = 3
+    pretrained: bool = False
+    auto_class: str = "AutoModelForImageClassification"
+    id2label: dict[int, str] = field(default_factory=dict)
+    trust_remote_code: bool = False
+
+    def label_maps(self) -> dict[str, Any]:
+        """``id2label``/``label2id`` config kwargs (names default to the index)."""
+        id2label = {i: self.id2label.get(i, str(i)) for i in range(self.num_labels)}
+        return {"id2label": id2label, "label2id": {v: k for k, v in id2label.items()}}
+
+
+ModelBuilder = Callable[..., Any]
 MODELS: Registry[ModelBuilder] = Registry("model")
 register_model = MODELS.register
 
@@ -40,27 +57,30 @@ def get_model(
     *,
     num_labels: int | None = None,
     in_channels: int | None = None,
-) -> nn.Module:
+    label_names: list[str] | None = None,
+    auto_class: str = "AutoModelForImageClassification",
+) -> Any:
     """Build a model by name with the options of a ``[model]`` section (or a dict of them).
 
-    ``num_labels``/``in_channels`` fill what the config leaves unset (usually from the dataset).
+    ``num_labels``/``in_channels``/``label_names`` fill what the config leaves unset (usually from the
+    dataset); ``auto_class`` is the task's transformers Auto class (used by ``hf/`` models).
     """
     options = asdict(config) if isinstance(config, ModelConfig) else dict(config or {})
     name = name or options.get("name") or ModelConfig.name
     kwargs = dict(options.get("kwargs") or {})
     labels = options.get("num_labels") or num_labels
-    channels = options.get("in_channels") or in_channels or 3
     if labels is None:
         raise ConfigError(f"[model] {name}: num_labels is unknown; set [model] num_labels")
+    request = ModelRequest(
+        num_labels=int(labels),
+        in_channels=int(options.get("in_channels") or in_channels or 3),
+        pretrained=bool(options.get("pretrained")),
+        auto_class=auto_class,
+        id2label=dict(enumerate(label_names or [])) if label_names and len(label_names) == labels else {},
+        trust_remote_code=bool(options.get("trust_remote_code")),
+    )
     builder = MODELS.get(name)
-    extra = {"trust_remote_code": options["trust_remote_code"]} if options.get("trust_remote_code") else {}
     try:
-        return builder(
-            num_labels=labels,
-            in_channels=channels,
-            pretrained=bool(options.get("pretrained")),
-            **extra,
-            **kwargs,
-        )
+        return builder(request, **kwargs)
     except TypeError as exc:
         raise ConfigError(f"[model] {name}: bad kwargs {sorted(kwargs)}: {exc}") from None

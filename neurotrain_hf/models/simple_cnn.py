@@ -1,76 +1,137 @@
-"""Small CNNs of our own: fast on CPU, the default for the digits recipe."""
+"""Small networks of our own as ``PreTrainedModel``s: fast on CPU, the default of the digits recipe.
+
+Each has a ``PretrainedConfig`` and is registered with ``AutoConfig``/``AutoModelForImageClassification``
+(see ``models/auto.py``), so a trained folder loads with the Auto classes after ``import neurotrain_hf``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from transformers import PretrainedConfig, PreTrainedModel
+from transformers.modeling_outputs import ImageClassifierOutput
 
-from .registry import register_model
+from ..errors import ConfigError
+from .registry import ModelRequest, register_model
 
 
-class SimpleCNN(nn.Module):
-    """Conv-BN-ReLU blocks (max-pool between them), global average pooling, dropout, linear head."""
+class SimpleCNNConfig(PretrainedConfig):
+    """Conv-BN-ReLU widths, dropout and input channels of ``SimpleCNNForImageClassification``."""
+
+    model_type = "neurotrain_simple_cnn"
+
+    def __init__(
+        self, channels: Sequence[int] = (32, 64, 128), dropout: float = 0.1, num_channels: int = 1, **kwargs
+    ) -> None:
+        self.channels = list(channels)
+        self.dropout = float(dropout)
+        self.num_channels = int(num_channels)
+        super().__init__(**kwargs)
+
+
+class MLPConfig(PretrainedConfig):
+    """Hidden widths, dropout, input channels and (square) image size of ``MLPForImageClassification``."""
+
+    model_type = "neurotrain_mlp"
 
     def __init__(
         self,
-        num_labels: int,
-        in_channels: int = 1,
-        channels: Sequence[int] = (32, 64, 128),
+        hidden: Sequence[int] = (256,),
         dropout: float = 0.1,
+        num_channels: int = 1,
+        image_size: int = 8,
+        **kwargs,
     ) -> None:
-        super().__init__()
+        self.hidden = list(hidden)
+        self.dropout = float(dropout)
+        self.num_channels = int(num_channels)
+        self.image_size = int(image_size)
+        super().__init__(**kwargs)
+
+
+class _Classifier(PreTrainedModel):
+    """Shared forward contract: ``pixel_values`` (+ optional ``labels``) -> ``ImageClassifierOutput``."""
+
+    main_input_name = "pixel_values"
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """Keep PyTorch's default initialisation (what the recipes are tuned for)."""
+
+    def forward(
+        self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None, **kwargs
+    ) -> ImageClassifierOutput:
+        logits = self.net(pixel_values)
+        loss = F.cross_entropy(logits, labels) if labels is not None else None
+        return ImageClassifierOutput(loss=loss, logits=logits)
+
+
+class SimpleCNNForImageClassification(_Classifier):
+    """Conv-BN-ReLU blocks (max-pool between them), global average pooling, dropout, linear head."""
+
+    config_class = SimpleCNNConfig
+
+    def __init__(self, config: SimpleCNNConfig) -> None:
+        super().__init__(config)
         layers: list[nn.Module] = []
-        prev = in_channels
-        for i, width in enumerate(channels):
+        prev = config.num_channels
+        for i, width in enumerate(config.channels):
             if i:
                 layers.append(nn.MaxPool2d(2, ceil_mode=True))
-            layers += [
-                nn.Conv2d(prev, width, 3, padding=1, bias=False),
-                nn.BatchNorm2d(width),
-                nn.ReLU(inplace=True),
-            ]
+            layers += [nn.Conv2d(prev, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
             prev = width
-        self.features = nn.Sequential(*layers)
-        self.head = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(prev, num_labels)
-        )
+        layers += [
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Dropout(config.dropout),
+            nn.Linear(prev, config.num_labels),
+        ]
+        self.net = nn.Sequential(*layers)
+        self.post_init()
 
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(pixel_values))
+    @property
+    def head(self) -> nn.Module:
+        """The final linear layer."""
+        return self.net[-1]
+
+
+class MLPForImageClassification(_Classifier):
+    """Flatten + hidden layers: a baseline for tiny images."""
+
+    config_class = MLPConfig
+
+    def __init__(self, config: MLPConfig) -> None:
+        super().__init__(config)
+        layers: list[nn.Module] = [nn.Flatten()]
+        prev = config.num_channels * config.image_size**2
+        for width in config.hidden:
+            layers += [nn.Linear(prev, width), nn.ReLU(), nn.Dropout(config.dropout)]
+            prev = width
+        layers.append(nn.Linear(prev, config.num_labels))
+        self.net = nn.Sequential(*layers)
+        self.post_init()
+
+    @property
+    def head(self) -> nn.Module:
+        return self.net[-1]
+
+
+def _no_pretrained(name: str, request: ModelRequest) -> None:
+    if request.pretrained:
+        raise ConfigError(f"[model] {name} has no pretrained weights; set [model] pretrained = false")
 
 
 @register_model("simple_cnn")
-def simple_cnn(num_labels: int, in_channels: int, pretrained: bool = False, **kwargs) -> nn.Module:
-    if pretrained:
-        raise ValueError("simple_cnn has no pretrained weights")
-    return SimpleCNN(num_labels, in_channels, **kwargs)
-
-
-class MLP(nn.Module):
-    """Flatten + hidden layers: a baseline for tiny images."""
-
-    def __init__(
-        self, num_labels: int, in_features: int, hidden: Sequence[int] = (256,), dropout: float = 0.1
-    ):
-        super().__init__()
-        layers: list[nn.Module] = [nn.Flatten()]
-        prev = in_features
-        for width in hidden:
-            layers += [nn.Linear(prev, width), nn.ReLU(inplace=True), nn.Dropout(dropout)]
-            prev = width
-        layers.append(nn.Linear(prev, num_labels))
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.net(pixel_values)
+def simple_cnn(request: ModelRequest, **kwargs) -> SimpleCNNForImageClassification:
+    _no_pretrained("simple_cnn", request)
+    config = SimpleCNNConfig(num_channels=request.in_channels, **request.label_maps(), **kwargs)
+    return SimpleCNNForImageClassification(config)
 
 
 @register_model("mlp")
-def mlp(
-    num_labels: int, in_channels: int, pretrained: bool = False, image_size: int = 8, **kwargs
-) -> nn.Module:
-    if pretrained:
-        raise ValueError("mlp has no pretrained weights")
-    return MLP(num_labels, in_channels * image_size * image_size, **kwargs)
+def mlp(request: ModelRequest, **kwargs) -> MLPForImageClassification:
+    _no_pretrained("mlp", request)
+    config = MLPConfig(num_channels=request.in_channels, **request.label_maps(), **kwargs)
+    return MLPForImageClassification(config)

@@ -1,4 +1,4 @@
-"""Callbacks NeuroTrainer adds: resource monitoring (throughput, CPU RAM, GPU memory)."""
+"""Callbacks NeuroTrainer adds: resource monitoring, data epochs, the non-finite-loss stop."""
 
 from __future__ import annotations
 
@@ -47,3 +47,13 @@ class DataEpochCallback(TrainerCallback):
 
     def on_epoch_begin(self, args, state, control, **kwargs):
         self.dataset.set_epoch(math.floor((state.epoch or 0.0) + 1e-6))
+
+
+class NonFiniteLossCallback(TrainerCallback):
+    """Right before each optimizer step, stops every rank if a loss of the step was NaN/inf."""
+
+    def __init__(self, trainer) -> None:
+        self.trainer = trainer
+
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        self.trainer.check_nonfinite_loss()

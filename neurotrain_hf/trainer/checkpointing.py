@@ -1,8 +1,10 @@
 """Crash-safe checkpoints: a checkpoint counts only once its completion marker is written, last, by rank 0.
 
 A process killed while saving leaves a folder without the marker; ``last_good_checkpoint`` skips it,
-so resuming (and the Tester's ``checkpoint = "last"``) always loads a complete one. Final model folders
-are written to a staging folder and renamed into place.
+so resuming (and the Tester's ``checkpoint = "last"``) always loads a complete one. Older checkpoints
+are rotated away only after the new one is marked, and a deleted checkpoint is first renamed out of
+the ``checkpoint-N`` namespace, so the run folder never lacks a complete checkpoint. Final model
+folders are written to a staging folder and renamed into place.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import time
 from pathlib import Path
 
 COMPLETE_MARKER = "neurotrain_complete.json"
+EVAL_ARTIFACTS = "neurotrain_eval.json"  # what the evaluation before this save kept (e.g. a confusion matrix)
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 
 
@@ -73,13 +76,44 @@ def last_good_checkpoint(run_dir: str | Path) -> Path | None:
     return good[-1] if good else None
 
 
-def remove_incomplete(run_dir: str | Path) -> list[Path]:
-    """Delete checkpoint folders a crash left half-written; returns what was removed."""
+def _delete(path: Path) -> None:
+    """Rename out of the ``checkpoint-N`` namespace first (atomic), then delete."""
+    trash = path.with_name(f".deleting-{path.name}")
+    shutil.rmtree(trash, ignore_errors=True)
+    os.replace(path, trash)
+    _fsync_dir(path.parent)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def _same(a: str | Path, b: str | Path) -> bool:
+    return Path(a).resolve() == Path(b).resolve()
+
+
+def remove_incomplete(run_dir: str | Path, keep: list[str | Path] | tuple = ()) -> list[Path]:
+    """Delete checkpoint folders a crash left half-written (never one in ``keep``); returns them."""
     removed = []
     for _, path in checkpoints(run_dir):
-        if not is_complete(path):
-            shutil.rmtree(path, ignore_errors=True)
+        if not is_complete(path) and not any(_same(path, k) for k in keep):
+            _delete(path)
             removed.append(path)
+    return removed
+
+
+def rotate_checkpoints(run_dir: str | Path, limit: int | None, keep: list[str | Path] | tuple = ()) -> list[Path]:
+    """Keep the newest ``limit`` complete checkpoints plus those in ``keep`` (best, named); delete the rest.
+
+    Incomplete folders are left to ``remove_incomplete`` (resume), never counted as the newest.
+    """
+    if not limit or limit <= 0:
+        return []
+    complete = [p for _, p in checkpoints(run_dir) if is_complete(p)]
+    newest = complete[-limit:]
+    removed = []
+    for path in complete:
+        if path in newest or any(_same(path, k) for k in keep):
+            continue
+        _delete(path)
+        removed.append(path)
     return removed
 
 

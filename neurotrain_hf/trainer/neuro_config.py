@@ -38,6 +38,14 @@ class NeuroTrainingArguments(TrainingArguments):
     class_weights: list[float] | None = field(
         default=None, metadata={"help": "Per-class weights for cross-entropy and focal losses."}
     )
+    label_smoothing: float = field(
+        default=0.0,
+        metadata={
+            "help": "Label smoothing of the cross-entropy loss (the loss's own option; eval and test use it too).",
+            "min": 0.0,
+            "max": 1.0,
+        },
+    )
     focal_gamma: float = field(
         default=2.0, metadata={"help": "Focusing parameter of the focal loss.", "min": 0.0}
     )
@@ -88,6 +96,16 @@ class NeuroTrainingArguments(TrainingArguments):
     remove_unused_columns: bool = field(
         default=False, metadata={"help": "Drop dataset columns the model's forward does not name."}
     )
+    dataloader_pin_memory: bool = field(
+        default=True, metadata={"help": "Pin loader memory (turned off automatically without an accelerator)."}
+    )
+    resume_from_checkpoint: str | None = field(
+        default=None,
+        metadata={
+            "help": "`last`: the newest complete checkpoint (error if none); `auto`: that, or start fresh "
+            "(preemptible jobs); or a checkpoint folder path (never deleted)."
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.batch_size is None:
@@ -103,8 +121,27 @@ class NeuroTrainingArguments(TrainingArguments):
             raise ConfigError(
                 "early_stopping_patience needs evaluation: set eval_strategy to `epoch` or `steps`"
             )
+        if self.label_smoothing_factor:
+            raise ConfigError(
+                "label_smoothing_factor is not used: set [training] label_smoothing (the loss's own option)"
+            )
         use_cpu_without_gpu(self)
+        if not accelerator_available():
+            self.dataloader_pin_memory = False  # pinning needs an accelerator; torch warns otherwise
         super().__post_init__()
+
+
+def accelerator_available() -> bool:
+    """A CUDA (or XPU/MPS) device that pinned memory would serve."""
+    import torch
+
+    xpu = getattr(torch, "xpu", None)
+    mps = getattr(torch.backends, "mps", None)
+    return (
+        torch.cuda.is_available()
+        or bool(xpu and xpu.is_available())
+        or bool(mps and mps.is_available())
+    )
 
 
 def use_cpu_without_gpu(args: TrainingArguments) -> None:

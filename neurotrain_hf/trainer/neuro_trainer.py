@@ -1,13 +1,24 @@
 """NeuroTrainer: the ``transformers.Trainer`` every neurotrain task subclasses.
 
-It adds losses from the registry (``compute_loss`` honours ``num_items_in_batch``), streaming metrics
-chosen by name, early stopping, crash-safe checkpoints, a stop on non-finite loss, a run folder with
-history, plots and report, and batched reads from ``datasets``. Subclasses override ``model_forward``
-(what the model is called with) and the metric/report hooks.
+The contract a task plugs into (see docs/architecture.md):
+
+- ``loss_fn`` (optional): a registry loss on ``(logits, labels)``; without one the model's own loss is used
+  (models called with their labels, as transformers/diffusers models compute it themselves).
+- ``inference`` (an ``Inference``): how a batch becomes model outputs and outputs become metric inputs;
+  shared by evaluation, the Tester and the Predictor (e.g. sliding windows for volumes).
+- ``count_items(inputs)``: what ``num_items_in_batch`` counts (samples by default; None for losses that
+  are not sums over items, such as Dice or InfoNCE).
+- ``sample_records(...)``: the Tester's per-sample CSV fields; ``eval_artifacts()``: what an evaluation
+  keeps beyond scalars (saved with each checkpoint).
+
+Evaluation keeps metric state per rank and reduces it once (``trainer/evaluation.py``); checkpoints are
+marked complete before older ones are rotated away (``trainer/checkpointing.py``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
 from pathlib import Path
@@ -16,17 +27,28 @@ from typing import Any
 import datasets
 import torch
 from transformers import EarlyStoppingCallback, Trainer
+from transformers.trainer_pt_utils import find_batch_size
 
 from ..errors import TrainingHaltedError
-from ..losses import LossFn
+from ..losses import WeightedLoss
 from ..metrics.registry import StreamingMetrics
 from ..models.registry import logits_of
-from .callbacks import DataEpochCallback, MonitorCallback
-from .checkpointing import last_good_checkpoint, mark_complete, remove_incomplete
+from .callbacks import DataEpochCallback, MonitorCallback, NonFiniteLossCallback
+from .checkpointing import (
+    EVAL_ARTIFACTS,
+    is_complete,
+    last_good_checkpoint,
+    mark_complete,
+    remove_incomplete,
+    rotate_checkpoints,
+)
+from .evaluation import EvalState, SampleWriter, real_count
+from .inference import Inference
 from .neuro_config import NeuroTrainingArguments
 from .run_folder import HistoryRecorder
 
 logger = logging.getLogger(__name__)
+INDEX_KEY = "sample_index"
 
 
 def check_distributed_launch(num_processes: int) -> None:
@@ -41,7 +63,7 @@ def check_distributed_launch(num_processes: int) -> None:
 
 
 class NeuroTrainer(Trainer):
-    """Trainer with registry losses, streaming metrics, run-folder recording and crash-safe checkpoints."""
+    """Trainer with registry losses, streaming per-rank metrics, run-folder recording and safe checkpoints."""
 
     def __init__(
         self,
@@ -50,122 +72,267 @@ class NeuroTrainer(Trainer):
         train_dataset: datasets.Dataset | torch.utils.data.Dataset | None = None,
         eval_dataset: datasets.Dataset | torch.utils.data.Dataset | None = None,
         *,
-        loss_fn: LossFn,
+        loss_fn: WeightedLoss | None = None,
         metrics: StreamingMetrics | None = None,
+        inference: Inference | None = None,
         callbacks: list | None = None,
         **kwargs: Any,
     ) -> None:
-        from ..data.loader import BatchFetchDataset, passthrough_collate
-
-        seed = args.data_seed if args.data_seed is not None else args.seed
-
-        def wrap(ds):
-            return BatchFetchDataset(ds, seed=seed) if isinstance(ds, datasets.Dataset) else ds
+        from ..data.loader import passthrough_collate
 
         self.loss_fn = loss_fn
         self.metrics = metrics
+        self.inference = inference or Inference()
+        self.sample_writer: SampleWriter | None = None
+        self.last_eval: dict[str, Any] = {}
+        self._nonfinite: torch.Tensor | None = None
+        self._terms: dict[str, torch.Tensor] = {}
+        self._terms_since = 0
+        self._protected: str | None = None
         callbacks = list(callbacks or [])
         if args.monitor_resources:
             callbacks.append(MonitorCallback())
         callbacks.append(HistoryRecorder(args.output_dir))
-        train_dataset = wrap(train_dataset)
+        train_dataset = self.wrap_dataset(train_dataset, args)
         if hasattr(train_dataset, "set_epoch"):
             callbacks.append(DataEpochCallback(train_dataset))
         if args.early_stopping_patience is not None:
             callbacks.append(
                 EarlyStoppingCallback(args.early_stopping_patience, args.early_stopping_threshold)
             )
+        if args.stop_on_nonfinite_loss:
+            callbacks.append(NonFiniteLossCallback(self))
         kwargs.setdefault("data_collator", passthrough_collate)
-        # Trainer.__init__ reads `model.config` when label smoothing is on, which plain nn.Modules lack;
-        # our losses apply the smoothing themselves, so hide it from Trainer during construction.
-        smoothing, args.label_smoothing_factor = args.label_smoothing_factor, 0.0
         super().__init__(
             model=model,
             args=args,
             train_dataset=train_dataset,
-            eval_dataset=wrap(eval_dataset),
-            compute_metrics=self._stream_metrics if metrics is not None else None,
+            eval_dataset=self.wrap_dataset(eval_dataset, args, indices=True),
             callbacks=callbacks,
             **kwargs,
         )
-        args.label_smoothing_factor = smoothing
-        # compute_loss normalises by num_items_in_batch itself (exact gradient accumulation / DDP).
-        self.model_accepts_loss_kwargs = True
-        self.loss_is_scaled_for_ga = True
+        # Our losses are normalised by num_items_in_batch (exact accumulation and DDP); a model's own loss
+        # is when transformers detected that its forward takes the count.
+        self._model_counts_items = bool(self.model_accepts_loss_kwargs)
+        self.model_accepts_loss_kwargs = loss_fn is not None or self._model_counts_items
+        self.loss_is_scaled_for_ga = None  # scaled exactly when num_items_in_batch is not None
         check_distributed_launch(self.accelerator.num_processes)
 
+    @staticmethod
+    def wrap_dataset(dataset, args: NeuroTrainingArguments, indices: bool = False):
+        """``datasets.Dataset`` -> batch-fetching torch dataset (eval sets also yield sample indices)."""
+        from ..data.loader import BatchFetchDataset
+
+        if not isinstance(dataset, datasets.Dataset):
+            return dataset
+        seed = args.data_seed if args.data_seed is not None else args.seed
+        return BatchFetchDataset(dataset, seed=seed, index_key=INDEX_KEY if indices else None)
+
+    def get_eval_dataloader(self, eval_dataset=None):
+        if isinstance(eval_dataset, datasets.Dataset):
+            eval_dataset = self.wrap_dataset(eval_dataset, self.args, indices=True)
+        return super().get_eval_dataloader(eval_dataset)
+
+    def get_test_dataloader(self, test_dataset):
+        return super().get_test_dataloader(self.wrap_dataset(test_dataset, self.args, indices=True))
+
     # --- forward and loss -------------------------------------------------------------------------
-    def model_forward(self, model: torch.nn.Module, inputs: dict[str, Any]) -> Any:
-        """Call the model on a batch; tasks whose models take other inputs override this."""
-        return model(inputs["pixel_values"])
+    def model_forward(self, model: torch.nn.Module, inputs: dict[str, Any], **extra: Any) -> Any:
+        """Training forward: keyword inputs; labels go to the model only when it computes the loss."""
+        kwargs = self.inference.model_inputs(inputs)
+        if self.loss_fn is None:
+            kwargs.update({k: inputs[k] for k in self.label_names if k in inputs})
+        return model(**kwargs, **extra)
+
+    def count_items(self, inputs: dict[str, Any]) -> torch.Tensor | int | None:
+        """Items a summed loss is divided by: samples with labels (None: the loss is a batch mean)."""
+        labels = inputs.get("labels")
+        if labels is None or (self.loss_fn is None and not self._model_counts_items):
+            return None
+        return labels.shape[0] if torch.is_tensor(labels) else len(labels)
+
+    def _get_num_items_in_batch(self, batch_samples: list, device: torch.device):
+        counts = [self.count_items(batch) for batch in batch_samples]
+        if not counts or any(c is None for c in counts):
+            return None
+        total = torch.as_tensor(sum(int(c) for c in counts), device=device)
+        if self.args.average_tokens_across_devices and self.args.world_size > 1:
+            total = self.accelerator.gather(total).sum()
+        return total
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        outputs = self.model_forward(model, inputs)
-        loss = self.loss_fn(logits_of(outputs), inputs["labels"], num_items_in_batch)
+        extra = {}
+        if self.loss_fn is None and self._model_counts_items and num_items_in_batch is not None:
+            extra["num_items_in_batch"] = num_items_in_batch
+        outputs = self.model_forward(model, inputs, **extra)
+        if self.loss_fn is None:
+            loss = outputs["loss"] if isinstance(outputs, dict) else outputs[0]
+        else:
+            loss = self.loss_fn(logits_of(outputs), inputs["labels"], num_items_in_batch)
+        scale = 1.0
         if num_items_in_batch is not None and self.args.average_tokens_across_devices:
-            # num_items_in_batch counts every rank's items; DDP averages gradients over ranks.
-            loss = loss * self.accelerator.num_processes
+            scale = float(self.accelerator.num_processes)  # the count is global; DDP averages over ranks
+            loss = loss * scale
+        elif model.training:
+            scale = 1.0 / self.current_gradient_accumulation_steps  # what training_step divides by
+        if model.training and self.loss_fn is not None:
+            for name, value in self.loss_fn.last_terms.items():
+                self._terms[name] = self._terms.get(name, 0.0) + value * scale
         return (loss, outputs) if return_outputs else loss
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
-        if self.args.stop_on_nonfinite_loss:
-            bad = (~torch.isfinite(loss)).any().float()
-            if self.accelerator.num_processes > 1:
-                bad = self.accelerator.reduce(bad, reduction="max")  # every rank stops together
-            if bad.item() > 0:
-                last = last_good_checkpoint(self.args.output_dir)
-                raise TrainingHaltedError(
-                    f"non-finite training loss ({loss.item()}) at step {self.state.global_step + 1}; stopped before "
-                    f"the optimizer step. Last good checkpoint: {last or 'none yet'}"
-                )
+        if self.args.stop_on_nonfinite_loss:  # kept on the device; checked once per optimizer step
+            bad = ~torch.isfinite(loss.detach())
+            self._nonfinite = bad if self._nonfinite is None else self._nonfinite | bad
         return loss
 
-    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-        inputs = self._prepare_inputs(inputs)
-        with torch.no_grad(), self.compute_loss_context_manager():
-            outputs = self.model_forward(model, inputs)
-            logits = logits_of(outputs)
+    def check_nonfinite_loss(self) -> None:
+        """Before the optimizer step: stop every rank if any rank saw a non-finite loss in this step."""
+        if self._nonfinite is None:
+            return
+        flag = self._nonfinite.float()
+        self._nonfinite = None
+        if self.accelerator.num_processes > 1:
+            flag = self.accelerator.reduce(flag, reduction="max")
+        if flag.item() == 0:
+            return
+        step = self.state.global_step + 1
+        last = last_good_checkpoint(self.args.output_dir)
+        record = {"rank": self.args.process_index, "step": step, "last_good_checkpoint": str(last) if last else None}
+        folder = Path(self.args.output_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"halted_rank{self.args.process_index}.json").write_text(json.dumps(record), encoding="utf-8")
+        raise TrainingHaltedError(
+            f"non-finite training loss at step {step}; stopped before the optimizer step. "
+            f"Last good checkpoint: {last or 'none yet'}"
+        )
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Training logs gain one ``loss_<term>`` column per term of a summed loss."""
+        if "loss" in logs and self._terms:
+            steps = max(self.state.global_step - self._terms_since, 1)
+            names = sorted(self._terms)
+            values = torch.stack([torch.as_tensor(self._terms[n], dtype=torch.float32) for n in names])
+            values = values.to(self.args.device)
+            if self.accelerator.num_processes > 1:
+                values = self.accelerator.reduce(values, reduction="mean")
+            for name, value in zip(names, values.tolist()):
+                logs[f"loss_{name}"] = value / steps
+            self._terms, self._terms_since = {}, self.state.global_step
+        super().log(logs, start_time)
+
+    # --- evaluation: per-rank state, reduced once -------------------------------------------------
+    def sample_records(
+        self, indices: list[int], predictions: Any, references: Any, losses: torch.Tensor | None
+    ) -> list[dict[str, Any]]:
+        """Per-sample CSV rows of a test run; tasks add their fields."""
+        return [
+            {"index": i, "loss": f"{float(losses[k]):.6f}" if losses is not None else ""}
+            for k, i in enumerate(indices)
+        ]
+
+    def per_item_loss(self, outputs: Any, inputs: dict[str, Any], batch_size: int) -> torch.Tensor | None:
+        """Per-sample loss, same definition as training (the model's batch loss for own-loss models)."""
+        if self.loss_fn is not None:
             labels = inputs.get("labels")
-            loss = self.loss_fn(logits, labels) if labels is not None else None
-        if prediction_loss_only:
-            return loss.detach() if loss is not None else None, None, None
-        return (loss.detach() if loss is not None else None), logits.detach(), labels
+            return None if labels is None else self.loss_fn.per_item(logits_of(outputs), labels)
+        loss = outputs.get("loss") if isinstance(outputs, dict) else None
+        return None if loss is None else loss.detach().float().reshape(1).expand(batch_size)
 
-    # --- streaming metrics ------------------------------------------------------------------------
-    def _stream_metrics(self, eval_pred, compute_result: bool = False) -> dict[str, float]:
-        self.metrics.update(eval_pred.predictions, eval_pred.label_ids)
-        if not compute_result:
-            return {}
-        result = self.metrics.compute()
-        self.on_metrics_computed(self.metrics)
-        self.metrics.reset()
-        return result
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        indices = inputs.pop(INDEX_KEY, None)
+        inputs = self._prepare_inputs(inputs)
+        batch_size = find_batch_size(inputs) or 0
+        with torch.no_grad(), self.compute_loss_context_manager():
+            outputs = self.inference(model, inputs)
+            losses = self.per_item_loss(outputs, inputs, batch_size)
+        n = real_count(batch_size, self.accelerator)
+        predictions, references = self.inference.metric_inputs(outputs, inputs)
+        self._eval_state.update(n, losses, predictions, references)
+        if self.sample_writer is not None and n:
+            index_list = indices[:n].tolist() if indices is not None else list(range(n))
+            cut = losses[:n] if losses is not None else None
+            self.sample_writer.write(self.sample_records(index_list, predictions[:n], _head(references, n), cut))
+        return None, None, None
 
-    def on_metrics_computed(self, metrics: StreamingMetrics) -> None:
-        """Hook: keep what a task reports beyond scalars (e.g. a confusion matrix)."""
+    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"):
+        self._eval_state = EvalState(self.metrics)
+        output = super().evaluation_loop(
+            dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix
+        )
+        state = self._eval_state.reduce(self.accelerator)
+        results = state.results()
+        self.last_eval = self.eval_artifacts(state)
+        output.metrics.update({f"{metric_key_prefix}_{k}": v for k, v in results.items()})
+        return output._replace(num_samples=results["num_samples"])
 
-    def evaluation_loop(self, *args, **kwargs):
-        if self.metrics is not None:
-            self.metrics.reset()
-        return super().evaluation_loop(*args, **kwargs)
+    def eval_artifacts(self, state: EvalState) -> dict[str, Any]:
+        """What an evaluation keeps beyond scalars (JSON-able); saved with each checkpoint."""
+        return {}
+
+    @contextlib.contextmanager
+    def writing_samples(self, path: str | Path | None):
+        """While active, ``predict``/``evaluate`` write per-sample rows to ``path`` (CSV, merged over ranks)."""
+        if path is None:
+            yield None
+            return
+        self.sample_writer = SampleWriter(path, self.accelerator)
+        try:
+            yield self.sample_writer
+        finally:
+            writer, self.sample_writer = self.sample_writer, None
+            writer.close()
 
     # --- checkpoints ------------------------------------------------------------------------------
     def _save_checkpoint(self, model, trial):
-        super()._save_checkpoint(model, trial)
+        """Save, mark complete, then rotate: the run folder always holds a complete checkpoint."""
+        limit, self.args.save_total_limit = self.args.save_total_limit, None
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self.args.save_total_limit = limit
         self.accelerator.wait_for_everyone()
-        if self.args.should_save:
-            path = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
-            mark_complete(path, self.state.global_step)
+        if not self.args.should_save:
+            return
+        run_dir = Path(self._get_output_dir(trial=trial))
+        path = run_dir / f"checkpoint-{self.state.global_step}"
+        if self.last_eval:
+            (path / EVAL_ARTIFACTS).write_text(json.dumps(self.last_eval), encoding="utf-8")
+        mark_complete(path, self.state.global_step)
+        keep = [p for p in (self.state.best_model_checkpoint, self._protected) if p]
+        rotate_checkpoints(run_dir, limit, keep=keep)
 
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
-        """``resume_from_checkpoint=True`` resumes from the newest *complete* checkpoint."""
-        if resume_from_checkpoint is True:
+        """``True``/``"last"``: newest complete checkpoint (error if none); ``"auto"``: that, or start fresh.
+
+        A checkpoint named by path is never deleted (not by cleanup, not by rotation).
+        """
+        if resume_from_checkpoint in (True, "auto"):
             last = last_good_checkpoint(self.args.output_dir)
-            if last is None:
+            if last is None and resume_from_checkpoint is True:
                 raise TrainingHaltedError(f"{self.args.output_dir}: no complete checkpoint to resume from")
-            resume_from_checkpoint = str(last)
+            resume_from_checkpoint = str(last) if last is not None else None
+        elif resume_from_checkpoint:
+            self._protected = str(Path(resume_from_checkpoint))
+            check_resumable(resume_from_checkpoint)
         if resume_from_checkpoint and self.args.should_save:
-            for path in remove_incomplete(self.args.output_dir):
+            for path in remove_incomplete(self.args.output_dir, keep=[resume_from_checkpoint]):
                 logger.warning("removed incomplete checkpoint %s", path)
         return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
+
+def check_resumable(path: str | Path) -> None:
+    """A named checkpoint must exist and be complete (it is never deleted)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise TrainingHaltedError(f"[training] resume_from_checkpoint {str(path)!r}: folder not found")
+    if not is_complete(path):
+        raise TrainingHaltedError(
+            f"[training] resume_from_checkpoint {str(path)!r}: incomplete (a save was interrupted); "
+            "use `last` or `auto` for the newest complete checkpoint"
+        )
+
+
+def _head(value: Any, n: int) -> Any:
+    return value[:n] if value is not None else None

@@ -8,28 +8,24 @@ Images are HWC: uint8 arrays or PIL images; digits are float32 in [0, 1].
 from __future__ import annotations
 
 import gzip
+import logging
 import pickle
 from pathlib import Path
 
 import datasets
 import numpy as np
 
-from ..config.sections import DatasetConfig
-from ..errors import DataError
-from .registry import DatasetSource, register_dataset
+from ...config.sections import DatasetConfig
+from ...data.registry import DatasetSource, register_dataset
+from ...data.splits import load_hub, normalize_splits
+from ...errors import DataError
 
 MNIST_STATS = ((0.1307,), (0.3081,))
 CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
 CIFAR100_STATS = ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
 IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-SPLIT_ALIASES = {
-    "validation": "valid",
-    "val": "valid",
-    "dev": "valid",
-    "valid": "valid",
-    "train": "train",
-    "test": "test",
-}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".tif", ".tiff", ".bmp", ".webp", ".ppm", ".pgm", ".jfif"}
+logger = logging.getLogger(__name__)
 
 
 def array_split(images: np.ndarray, labels: np.ndarray, names: list[str]) -> datasets.Dataset:
@@ -42,39 +38,6 @@ def array_split(images: np.ndarray, labels: np.ndarray, names: list[str]) -> dat
         }
     )
     return datasets.Dataset.from_dict({"image": images, "label": labels.astype(np.int64)}, features=features)
-
-
-def normalize_splits(dsd: datasets.DatasetDict, source: str) -> datasets.DatasetDict:
-    out = {}
-    for name, split in dsd.items():
-        key = SPLIT_ALIASES.get(name)
-        if key is None:
-            continue
-        if key in out:
-            raise DataError(f"{source}: two splits map to {key!r} ({', '.join(dsd)})")
-        out[key] = split
-    if "train" not in out:
-        raise DataError(f"{source}: no train split found (splits: {', '.join(dsd) or 'none'})")
-    return datasets.DatasetDict(out)
-
-
-def load_hub(cfg: DatasetConfig, default_id: str | None) -> datasets.DatasetDict:
-    """Load from the Hub id (or a local dataset folder) with ``datasets``."""
-    hub_id = cfg.hub_id or default_id
-    if not hub_id:
-        raise DataError(f"[dataset] {cfg.name}: set root (local files) or hub_id")
-    path = Path(hub_id)
-    try:
-        if path.is_dir() and ((path / "dataset_dict.json").exists() or (path / "state.json").exists()):
-            loaded = datasets.load_from_disk(str(path))
-        else:
-            loaded = datasets.load_dataset(hub_id, revision=cfg.revision, cache_dir=cfg.cache_dir)
-    except (FileNotFoundError, ConnectionError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"[dataset] hub_id {hub_id!r}: {first}") from None
-    if isinstance(loaded, datasets.Dataset):
-        loaded = datasets.DatasetDict({"train": loaded})
-    return normalize_splits(loaded, f"[dataset] hub_id {hub_id!r}")
 
 
 @register_dataset("digits")
@@ -177,8 +140,23 @@ def _imagefolder(cfg: DatasetConfig, stats) -> DatasetSource:
     root = Path(cfg.root)
     if not root.is_dir():
         raise DataError(f"[dataset] root {str(root)!r}: folder not found")
-    loaded = datasets.load_dataset("imagefolder", data_dir=str(root), cache_dir=cfg.cache_dir)
+    _warn_empty_class_folders(root)
+    try:
+        loaded = datasets.load_dataset("imagefolder", data_dir=str(root), cache_dir=cfg.cache_dir)
+    except (FileNotFoundError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"[dataset] root {str(root)!r}: no image files found ({first})") from None
     return DatasetSource(normalize_splits(loaded, str(root)), *stats)
+
+
+def _warn_empty_class_folders(root: Path) -> None:
+    """Class folders without images have no samples (and so no class): say so instead of failing later."""
+    for folder in sorted(p for p in root.rglob("*") if p.is_dir() and not p.name.startswith(".")):
+        entries = list(folder.iterdir())
+        if any(e.is_dir() for e in entries):
+            continue
+        if not any(e.suffix.lower() in IMAGE_SUFFIXES for e in entries if e.is_file()):
+            logger.warning("[dataset] %s: no images in this folder; it is not a class", folder)
 
 
 @register_dataset("imagefolder")

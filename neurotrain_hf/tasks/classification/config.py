@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..trainer.neuro_config import NeuroTrainingArguments
+from ...trainer.neuro_config import NeuroTrainingArguments
 
 DEFAULT_METRICS = ["accuracy", "precision", "recall", "f1", "auc", "top3", "top5"]
 

@@ -1,0 +1,99 @@
+"""``NeuroImageProcessor``: the evaluation preprocessing, saved beside every model we train.
+
+It is a transformers image processor (``preprocessor_config.json``, ``AutoImageProcessor`` after
+``import neurotrain_hf``) and the one implementation of deterministic preprocessing: the training
+transform, evaluation, the Tester, the Predictor and the demos all call it, so predictions made from
+the saved folder equal those made during testing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from transformers.feature_extraction_utils import BatchFeature
+from transformers.image_processing_utils import BaseImageProcessor
+
+from .images import decode_image, match_channels, to_float
+
+
+class NeuroImageProcessor(BaseImageProcessor):
+    """Decode (any mode, EXIF), convert to ``num_channels``, resize, center-crop, scale and normalise."""
+
+    model_input_names = ["pixel_values"]
+
+    def __init__(
+        self,
+        num_channels: int = 3,
+        size: int | None = None,
+        crop_size: int | None = None,
+        do_normalize: bool = True,
+        image_mean: Sequence[float] | None = None,
+        image_std: Sequence[float] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.num_channels = int(num_channels)
+        self.size = size
+        self.crop_size = crop_size
+        self.do_normalize = do_normalize
+        self.image_mean = list(image_mean) if image_mean is not None else [0.5] * self.num_channels
+        self.image_std = list(image_std) if image_std is not None else [0.5] * self.num_channels
+
+    # --- the steps, shared with the training transform ---------------------------------------------
+    def decode(self, images: Sequence[Any] | np.ndarray) -> list[torch.Tensor] | torch.Tensor:
+        """Images -> CHW tensors (uint8 or float) with the model's channels, resized if ``size`` is set.
+
+        A 4-D HWC array (a zero-copy batch of a fixed-shape column) stays one (B, C, H, W) tensor.
+        """
+        from torchvision.transforms.v2 import functional as TF
+
+        if isinstance(images, np.ndarray) and images.ndim == 4 and images.dtype != object:
+            batch = match_channels(torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2), self.num_channels)
+            return TF.resize(batch, [self.size, self.size], antialias=True) if self.size else batch
+        out = []
+        for image in images:
+            tensor = decode_image(image, self.num_channels)
+            if self.size:
+                tensor = TF.resize(tensor, [self.size, self.size], antialias=True)
+            out.append(tensor)
+        return out
+
+    def finish(self, tensors: Sequence[torch.Tensor] | torch.Tensor, crop: bool = True) -> torch.Tensor:
+        """(Center-crop,) stack, scale to [0, 1] and normalise -> (B, C, H, W) float32."""
+        from torchvision.transforms.v2 import functional as TF
+
+        if crop and self.crop_size:
+            size = [self.crop_size, self.crop_size]
+            tensors = (
+                TF.center_crop(tensors, size)
+                if torch.is_tensor(tensors)
+                else [TF.center_crop(t, size) for t in tensors]
+            )
+        if not torch.is_tensor(tensors):
+            shapes = {tuple(t.shape) for t in tensors}
+            if len(shapes) > 1:
+                raise ValueError(
+                    f"images in one batch have different sizes {sorted(shapes)}: set [augmentation] resize"
+                )
+            dtypes = {t.dtype for t in tensors}
+            tensors = torch.stack([to_float(t) for t in tensors] if len(dtypes) > 1 else list(tensors))
+        x = to_float(tensors)
+        if self.do_normalize:
+            mean = torch.as_tensor(self.image_mean, dtype=x.dtype).view(1, -1, 1, 1)
+            std = torch.as_tensor(self.image_std, dtype=x.dtype).view(1, -1, 1, 1)
+            x = (x - mean) / std
+        return x.contiguous()
+
+    # --- the transformers processor API ------------------------------------------------------------
+    def preprocess(self, images: Any, return_tensors: str | None = "pt", **kwargs: Any) -> BatchFeature:
+        """One image or a list of them -> ``BatchFeature(pixel_values=(B, C, H, W))``."""
+        if not isinstance(images, (list, tuple)):
+            images = [images]
+        pixel_values = self.finish(self.decode(images))
+        return BatchFeature({"pixel_values": pixel_values}, tensor_type=return_tensors)
+
+    def __call__(self, images: Any, **kwargs: Any) -> BatchFeature:
+        return self.preprocess(images, **kwargs)

@@ -1,0 +1,105 @@
+"""The one run path every task shares: seed, data, model, trainer, resume, train, save, test, plots, report.
+
+A task supplies only what differs, through ``tasks.base.Task``; ``run(config)`` is what
+``neurotrain train``, ``recipes/train_<task>.py`` and the Python API call.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from transformers import set_seed
+
+from .config.experiment import ExperimentConfig
+from .config.io import write_config_file
+from .tasks import get_task
+from .tasks.base import TASK_KEY
+from .tester import Tester
+from .trainer.checkpointing import EVAL_ARTIFACTS, replace_dir_atomic
+from .trainer.run_folder import CONFIG_NAME, MODEL_DIR, plot_curves, read_history, write_report
+
+logger = logging.getLogger(__name__)
+
+
+def resume_argument(value: str | None) -> str | bool | None:
+    """``[training] resume_from_checkpoint``: "last"/"true" -> newest complete, "auto" -> that or fresh."""
+    if value is None or value == "":
+        return None
+    lowered = value.lower()
+    if lowered in ("last", "true"):
+        return True
+    return "auto" if lowered == "auto" else value
+
+
+def save_model(trainer, task, data, path: Path) -> Path:
+    """The final model folder, written by the trainer on every rank (ZeRO-3, PEFT), staged and renamed."""
+    staging = path.with_name(f".{path.name}.staging")
+    main = trainer.is_world_process_zero()
+    if main:
+        shutil.rmtree(staging, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
+    setattr(trainer.model.config, TASK_KEY, task.name)
+    trainer.save_model(str(staging))
+    if main:
+        (staging / "training_args.bin").unlink(missing_ok=True)  # a pickle; config.toml says the same
+        if data.processor is not None:
+            data.processor.save_pretrained(str(staging))
+        replace_dir_atomic(staging, path)
+    trainer.accelerator.wait_for_everyone()
+    return path
+
+
+def best_eval_artifacts(trainer) -> dict[str, Any]:
+    """The artifacts of the evaluation that chose the saved model (best checkpoint, else the last one)."""
+    best = trainer.state.best_model_checkpoint
+    if best and (Path(best) / EVAL_ARTIFACTS).is_file():
+        return json.loads((Path(best) / EVAL_ARTIFACTS).read_text(encoding="utf-8"))
+    return trainer.last_eval
+
+
+def run(config: ExperimentConfig, callbacks: list | None = None) -> dict[str, Any]:
+    """Train, keep the best model, test it, and write the run folder; returns the report."""
+    started = time.time()
+    task = get_task(config.basic.task).load()
+    set_seed(config.basic.seed)
+    data = task.prepare_data(config)
+    model = task.build_model(config, data)
+    trainer = task.build_trainer(config, model, data, callbacks)
+    run_dir = config.run_dir
+    main = trainer.is_world_process_zero()
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_config_file(config.to_dict(), run_dir / CONFIG_NAME)
+    train_output = trainer.train(resume_from_checkpoint=resume_argument(config.training.resume_from_checkpoint))
+    save_model(trainer, task, data, run_dir / MODEL_DIR)
+    valid_artifacts = best_eval_artifacts(trainer)
+    report: dict[str, Any] = {
+        "task": config.basic.task,
+        "run_id": config.basic.run_id,
+        "run_dir": str(run_dir),
+        "world_size": trainer.accelerator.num_processes,
+        "global_step": trainer.state.global_step,
+        "train": train_output.metrics,
+        "best_checkpoint": trainer.state.best_model_checkpoint,
+        "best_metric": trainer.state.best_metric,
+        **data.report,
+    }
+    test_artifacts: dict[str, Any] = {}
+    if config.testing.run_after_training and config.testing.split in data.splits:
+        tester = Tester(config, trainer=trainer, data=data)
+        report["test"] = tester.run()
+        test_artifacts = tester.artifacts
+    if not main:
+        return report
+    if config.training.plots:
+        task.write_plots(run_dir, valid_artifacts, test_artifacts, trainer.model)
+        plot_curves(run_dir, read_history(run_dir))
+    report["wall_time_s"] = round(time.time() - started, 2)
+    write_report(run_dir, report)
+    logger.info("report: %s", json.dumps(report.get("test", {})))
+    return report

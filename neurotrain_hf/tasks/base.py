@@ -1,0 +1,72 @@
+"""The task interface: what a task supplies to the generic runner, Tester and Predictor.
+
+A task folder ``tasks/<name>/`` holds its config (a ``TrainingArguments`` subclass), its trainer (a
+``NeuroTrainer`` subclass), its data preparation and a ``Task`` subclass tying them together. The
+runner (``neurotrain_hf/runner.py``) calls, in order: ``prepare_data`` -> ``build_model`` ->
+``build_trainer`` -> train -> save (model + ``data.processor``) -> Tester (the trainer's ``predict``)
+-> ``write_plots``. The Predictor calls ``load_model``, ``inference`` and ``predictions``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import datasets
+
+from ..trainer.inference import Inference
+
+TASK_KEY = "neurotrain_task"  # written into a saved config.json: which task's Predictor serves the folder
+
+
+@dataclass
+class TaskData:
+    """Prepared data: splits with transforms attached, what the model needs to know, the processor."""
+
+    splits: datasets.DatasetDict
+    info: Any
+    processor: Any = None
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+class Task:
+    """Base class of a task's hooks; subclasses set the class attributes and override the hooks."""
+
+    name: ClassVar[str] = ""
+    auto_model: ClassVar[str] = "AutoModelForImageClassification"
+
+    # --- training ---------------------------------------------------------------------------------
+    def prepare_data(self, config) -> TaskData:
+        """Load, check and split the configured dataset; attach the train/eval transforms."""
+        raise NotImplementedError
+
+    def build_model(self, config, data: TaskData) -> Any:
+        """A fresh (or pretrained) ``PreTrainedModel`` sized for the data."""
+        raise NotImplementedError
+
+    def build_trainer(self, config, model: Any, data: TaskData, callbacks: list | None = None) -> Any:
+        """The task's ``NeuroTrainer`` subclass on the prepared splits."""
+        raise NotImplementedError
+
+    def inference(self, model_config: Any = None) -> Inference:
+        """How outputs are produced and turned into metric inputs (shared by eval, Tester, Predictor)."""
+        return Inference()
+
+    # --- saved models and prediction ------------------------------------------------------------------
+    def load_model(self, folder: str | Path) -> Any:
+        """A trained model folder through the task's transformers Auto class (no remote code)."""
+        import transformers
+
+        return getattr(transformers, self.auto_model).from_pretrained(str(folder))
+
+    def predictions(self, outputs: Any, model: Any) -> list[dict[str, Any]]:
+        """Model outputs of a batch -> one record per input (the Predictor's return value)."""
+        raise NotImplementedError
+
+    def summary(self, record: dict[str, Any]) -> dict[str, Any]:
+        """What ``neurotrain predict`` prints for one record."""
+        return record
+
+    def write_plots(self, run_dir: Path, valid: dict[str, Any], test: dict[str, Any], model: Any) -> None:
+        """Task plots from the kept evaluation artifacts of validation (best model) and test."""
