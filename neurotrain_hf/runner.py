@@ -62,14 +62,19 @@ def best_eval_artifacts(trainer) -> dict[str, Any]:
     return trainer.last_eval
 
 
-def run(config: ExperimentConfig, callbacks: list | None = None) -> dict[str, Any]:
-    """Train, keep the best model, test it, and write the run folder; returns the report."""
-    started = time.time()
+def build(config: ExperimentConfig, callbacks: list | None = None) -> tuple[Any, Any, Any]:
+    """(task, data, trainer) for a config: seeded data preparation and model initialisation."""
     task = get_task(config.basic.task).load()
     set_seed(config.basic.seed)
     data = task.prepare_data(config)
     model = task.build_model(config, data)
-    trainer = task.build_trainer(config, model, data, callbacks)
+    return task, data, task.build_trainer(config, model, data, callbacks)
+
+
+def run(config: ExperimentConfig, callbacks: list | None = None) -> dict[str, Any]:
+    """Train, keep the best model, test it, and write the run folder; returns the report."""
+    started = time.time()
+    task, data, trainer = build(config, callbacks)
     run_dir = config.run_dir
     main = trainer.is_world_process_zero()
     if main:

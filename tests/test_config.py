@@ -25,7 +25,7 @@ def test_every_shipped_config_parses(path):
 
 def test_sections_map_onto_dataclasses_and_training_args():
     config = load_config(RECIPES / "configs" / "digits_cnn.toml")
-    from neurotrain_hf.tasks.classification_config import ClassificationConfig
+    from neurotrain_hf.tasks.classification.config import ClassificationConfig
 
     assert isinstance(config.training, ClassificationConfig)
     assert config.training.per_device_train_batch_size == 64 == config.training.per_device_eval_batch_size

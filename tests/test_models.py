@@ -40,7 +40,7 @@ def test_config_num_labels_wins_and_dict_config():
         num_labels=9,
         in_channels=1,
     )
-    assert model.head[-1].out_features == 3
+    assert model.head.out_features == 3
 
 
 def test_unknown_models_fail_clearly():

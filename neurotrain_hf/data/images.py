@@ -124,6 +124,8 @@ def decode_image(value: Any, channels: int) -> torch.Tensor:
     """Any supported image value -> CHW tensor (uint8, or float32 in [0, 1]) with ``channels`` channels."""
     if isinstance(value, torch.Tensor):
         return match_channels(value if value.dim() == 3 else value[None], channels)
+    if isinstance(value, (list, tuple)):  # a fixed-shape column formatted as nested lists
+        value = np.asarray(value)
     if isinstance(value, np.ndarray) and value.dtype != object:
         return array_to_tensor(value, channels)
     image = open_image(value)

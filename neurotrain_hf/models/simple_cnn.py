@@ -6,6 +6,7 @@ Each has a ``PretrainedConfig`` and is registered with ``AutoConfig``/``AutoMode
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 
 import torch
@@ -118,20 +119,25 @@ class MLPForImageClassification(_Classifier):
         return self.net[-1]
 
 
-def _no_pretrained(name: str, request: ModelRequest) -> None:
+def _check(name: str, request: ModelRequest, kwargs: dict, config_class: type) -> None:
+    """No pretrained weights; ``[model] kwargs`` must name constructor options (configs accept anything)."""
     if request.pretrained:
         raise ConfigError(f"[model] {name} has no pretrained weights; set [model] pretrained = false")
+    allowed = [p for p in inspect.signature(config_class.__init__).parameters if p not in ("self", "kwargs")]
+    unknown = sorted(set(kwargs) - set(allowed) - {"num_channels"})
+    if unknown:
+        raise ConfigError(f"[model] {name}: bad kwargs {unknown}; allowed: {', '.join(allowed)}")
 
 
 @register_model("simple_cnn")
 def simple_cnn(request: ModelRequest, **kwargs) -> SimpleCNNForImageClassification:
-    _no_pretrained("simple_cnn", request)
+    _check("simple_cnn", request, kwargs, SimpleCNNConfig)
     config = SimpleCNNConfig(num_channels=request.in_channels, **request.label_maps(), **kwargs)
     return SimpleCNNForImageClassification(config)
 
 
 @register_model("mlp")
 def mlp(request: ModelRequest, **kwargs) -> MLPForImageClassification:
-    _no_pretrained("mlp", request)
+    _check("mlp", request, kwargs, MLPConfig)
     config = MLPConfig(num_channels=request.in_channels, **request.label_maps(), **kwargs)
     return MLPForImageClassification(config)

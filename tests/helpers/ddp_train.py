@@ -9,7 +9,7 @@ import torch
 from transformers import TrainerCallback
 
 from neurotrain_hf.config import load_config
-from neurotrain_hf.tasks.classification_runner import run_classification
+from neurotrain_hf.runner import run
 
 
 class RankReport(TrainerCallback):
@@ -59,7 +59,7 @@ def main(argv: list[str]) -> int:
         callbacks.append(PoisonOnRank(int(argv[1]), int(argv[2])))
         argv = argv[3:]
     config = load_config(argv[0], argv[1:])
-    run_classification(config, callbacks=[RankReport(config.run_dir / "ranks"), *callbacks])
+    run(config, callbacks=[RankReport(config.run_dir / "ranks"), *callbacks])
     return 0
 
 

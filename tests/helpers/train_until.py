@@ -10,7 +10,7 @@ import sys
 from transformers import TrainerCallback
 
 from neurotrain_hf.config import load_config
-from neurotrain_hf.tasks.classification_runner import run_classification
+from neurotrain_hf.runner import run
 
 
 class KillAt(TrainerCallback):
@@ -28,7 +28,7 @@ def main(argv: list[str]) -> int:
     if rest[:1] == ["--kill-at-step"]:
         callbacks.append(KillAt(int(rest[1])))
         rest = rest[2:]
-    run_classification(load_config(path, rest), callbacks=callbacks)
+    run(load_config(path, rest), callbacks=callbacks)
     return 0
 
 

@@ -27,7 +27,7 @@ from ..base import TaskData
 from . import sources  # noqa: F401  (registers the classification datasets)
 
 logger = logging.getLogger(__name__)
-STATS_SAMPLES = 500
+STATS_SAMPLES = 2000
 
 
 @dataclass

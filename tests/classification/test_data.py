@@ -15,13 +15,23 @@ from neurotrain_hf.data import (
     get_train_dataset,
     get_train_valid_test_dataloader,
     get_valid_dataset,
-    load_splits,
+    prepare_data,
     random_sample,
 )
-from neurotrain_hf.data.transforms import ImageBatchTransform
+from neurotrain_hf.data.transforms import ImageTransform, image_processor
 from neurotrain_hf.errors import DataError, RegistryError
 
-from .conftest import make_config
+from ..conftest import make_config
+
+
+def load_splits(cfg):
+    data = prepare_data(cfg)
+    return data.splits, data.info
+
+
+def raw(split):
+    """The split without its transform (columns as stored)."""
+    return split.with_format(None)
 
 
 def test_digits_splits_are_stratified_and_disjoint(tmp_path):
@@ -31,7 +41,7 @@ def test_digits_splits_are_stratified_and_disjoint(tmp_path):
     assert sum(sizes.values()) == 1797
     assert sizes["test"] == 360 and sizes["valid"] == pytest.approx(144, abs=1)
     assert info.num_labels == 10 and info.channels == 1 and info.label_names[3] == "3"
-    counts = np.bincount(dsd["test"]["label"], minlength=10)
+    counts = np.bincount(raw(dsd["test"])["label"], minlength=10)
     assert counts.min() >= 34  # stratified: about 36 per class
     assert abs(info.mean[0] - float(np.mean(dsd["train"].with_format("numpy")["image"]))) < 1e-5
 
@@ -98,15 +108,17 @@ def test_augmentations_shapes_and_randomness():
         resize=12, random_crop=10, crop_padding=1, horizontal_flip=1.0, rotation=15, color_jitter=0.3
     )
     images = [np.random.default_rng(i).integers(0, 255, (9 + i, 11, 3), dtype=np.uint8) for i in range(4)]
-    train = ImageBatchTransform(aug, (0.5,) * 3, (0.5,) * 3, train=True)
-    evaluate = ImageBatchTransform(aug, (0.5,) * 3, (0.5,) * 3, train=False)
+    processor = image_processor(aug, 3, (0.5,) * 3, (0.5,) * 3)
+    train = ImageTransform(processor, aug, train=True)
+    evaluate = ImageTransform(processor, aug, train=False)
     torch.manual_seed(0)
     a = train({"image": images, "label": [0, 1, 2, 3]})
     b = train({"image": images, "label": [0, 1, 2, 3]})
     assert a["pixel_values"].shape == (4, 3, 10, 10) and not torch.equal(a["pixel_values"], b["pixel_values"])
     e1, e2 = evaluate({"image": images}), evaluate({"image": images})
     torch.testing.assert_close(e1["pixel_values"], e2["pixel_values"])  # deterministic at eval
-    flip = ImageBatchTransform(type(aug)(horizontal_flip=1.0, normalize=False), (0,), (1,), train=True)
+    flip_aug = type(aug)(horizontal_flip=1.0, normalize=False)
+    flip = ImageTransform(image_processor(flip_aug, 1, (0,), (1,)), flip_aug, train=True)
     img = np.arange(6, dtype=np.uint8).reshape(2, 3, 1)
     out = flip({"image": [img]})["pixel_values"][0, 0]
     torch.testing.assert_close(out, torch.from_numpy(img[:, ::-1, 0].copy()).float() / 255)
@@ -115,7 +127,7 @@ def test_augmentations_shapes_and_randomness():
 def test_mixed_sizes_without_resize_fail_clearly():
     from neurotrain_hf.config.sections import AugmentationConfig
 
-    t = ImageBatchTransform(AugmentationConfig(), (0.5,), (0.5,))
+    t = ImageTransform(image_processor(AugmentationConfig(), 1, (0.5,), (0.5,)), AugmentationConfig())
     with pytest.raises(ValueError, match="set \\[augmentation\\] resize"):
         t({"image": [np.zeros((4, 4), np.uint8), np.zeros((5, 5), np.uint8)]})
 
@@ -203,7 +215,7 @@ def test_cifar100_fine_labels(tmp_path):
         tmp_path, dataset={"name": "cifar100", "root": str(tmp_path), "max_samples": None, "valid_ratio": 0.0}
     )
     dsd, info = load_splits(cfg)
-    assert info.num_labels == 100 and dsd["test"]["label"] == [0, 1, 2, 3]
+    assert info.num_labels == 100 and raw(dsd["test"])["label"] == [0, 1, 2, 3]
 
 
 def write_imagefolder(root, splits=("train", "test"), classes=("cat", "dog"), n=3, size=(6, 5)):
