@@ -2,11 +2,13 @@
 
 Same model (the recipe's default), batch size, optimizer (AdamW), schedule, gradient clipping and steps:
   (a) a hand-written PyTorch loop over in-memory tensors (TensorDataset): the limit;
-  (b) plain transformers.Trainer fed by a datasets.Dataset (Array3D columns, torch format);
+  (b) plain transformers.Trainer fed by a datasets.Dataset (Array3D columns, torch format), the model's
+      logits through the Trainer's own label smoother (``label_smoothing_factor``);
   (c) ClassificationTrainer (NeuroTrainer) with its datasets-backed batch loader, evaluation off.
 Runs alternate (a, b, c, a, b, c, ...); steps/s is timed after a warm-up, medians are reported.
 
-    python benchmarks/trainer_overhead.py [--steps 300] [--repeats 5]
+    .venv/bin/python benchmarks/trainer_overhead.py [--steps 300] [--rounds 5]
+    .venv/bin/python benchmarks/trainer_overhead.py --steps 30 --rounds 1   # smoke run
 """
 
 from __future__ import annotations
@@ -28,9 +30,9 @@ import torch.nn.functional as F  # noqa: E402
 from transformers import Trainer, TrainerCallback, TrainingArguments, get_scheduler, set_seed  # noqa: E402
 
 from neurotrain_hf.config import load_config  # noqa: E402
-from neurotrain_hf.data.api import attach_transforms, load_splits  # noqa: E402
+from neurotrain_hf.data import prepare_data  # noqa: E402
 from neurotrain_hf.models import get_model  # noqa: E402
-from neurotrain_hf.tasks.classification_trainer import ClassificationTrainer  # noqa: E402
+from neurotrain_hf.tasks.classification.trainer import ClassificationTrainer  # noqa: E402
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "configs" / "digits_cnn.toml"
 WARMUP = 20
@@ -51,9 +53,9 @@ class StepTimer(TrainerCallback):
 
 
 def tensors(config):
-    """The recipe's normalized train split as (pixel_values, labels) tensors."""
-    dsd, info = load_splits(config)
-    attach_transforms(dsd, config, info)
+    """The recipe's normalized train split as (pixel_values, labels) tensors, plus its info and splits."""
+    data = prepare_data(config)
+    dsd, info = data.splits, data.info
     batch = dsd["train"][: len(dsd["train"])]
     return batch["pixel_values"], batch["labels"], info, dsd
 
@@ -80,7 +82,8 @@ def run_loop(config, x, y, info, steps: int) -> float:
     step, t0 = 0, None
     while step < steps:
         for xb, yb in loader:
-            loss = F.cross_entropy(model(xb), yb, label_smoothing=args.label_smoothing_factor)
+            logits = model(pixel_values=xb).logits
+            loss = F.cross_entropy(logits, yb, label_smoothing=args.label_smoothing)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
             opt.step()
@@ -92,19 +95,6 @@ def run_loop(config, x, y, info, steps: int) -> float:
             if step >= steps:
                 break
     return (steps - WARMUP) / (time.perf_counter() - t0)
-
-
-class WithLoss(torch.nn.Module):
-    """Plain Trainer needs the model to return its loss."""
-
-    def __init__(self, model, smoothing: float) -> None:
-        super().__init__()
-        self.model, self.smoothing = model, smoothing
-
-    def forward(self, pixel_values, labels=None):
-        logits = self.model(pixel_values)
-        loss = F.cross_entropy(logits, labels, label_smoothing=self.smoothing) if labels is not None else None
-        return {"loss": loss, "logits": logits}
 
 
 def common_args(config, steps: int, out: str) -> dict:
@@ -136,9 +126,11 @@ def run_plain_trainer(config, x, y, info, steps: int) -> float:
     ds = ds.with_format("torch")
     timer = StepTimer()
     with tempfile.TemporaryDirectory() as out:
-        args = TrainingArguments(**common_args(config, steps, out))
-        model = WithLoss(new_model(config, info), config.training.label_smoothing_factor)
-        Trainer(model=model, args=args, train_dataset=ds, callbacks=[timer]).train()
+        # The plain-Trainer way to smooth labels: its LabelSmoother on the model's logits.
+        args = TrainingArguments(
+            **common_args(config, steps, out), label_smoothing_factor=config.training.label_smoothing
+        )
+        Trainer(model=new_model(config, info), args=args, train_dataset=ds, callbacks=[timer]).train()
     return timer.steps / (timer.t1 - timer.t0)
 
 
@@ -148,7 +140,7 @@ def run_neurotrainer(config, info, dsd, steps: int) -> float:
         args = type(config.training)(
             **common_args(config, steps, out),
             loss="ce",
-            label_smoothing_factor=config.training.label_smoothing_factor,
+            label_smoothing=config.training.label_smoothing,
             metrics=[],
             plots=False,
             monitor_resources=False,
@@ -166,9 +158,15 @@ def run_neurotrainer(config, info, dsd, steps: int) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--steps", type=int, default=300, help=f"optimizer steps per run (> {WARMUP} warm-up)"
+    )
+    parser.add_argument(
+        "--rounds", "--repeats", dest="repeats", type=int, default=5, help="alternating rounds"
+    )
     opts = parser.parse_args(argv)
+    if opts.steps <= WARMUP:
+        parser.error(f"--steps must exceed the {WARMUP} warm-up steps")
     config = load_config(RECIPE)
     x, y, info, dsd = tensors(config)
     results: dict[str, list[float]] = {"a_loop": [], "b_trainer": [], "c_neurotrainer": []}

@@ -60,9 +60,13 @@ def setup_logging() -> None:
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
     )
+    import datasets
     import transformers
 
     transformers.logging.set_verbosity_warning()
+    if not sys.stderr.isatty():  # progress bars only for people watching a terminal, not in logs
+        datasets.disable_progress_bars()
+        transformers.utils.logging.disable_progress_bar()
 
 
 def run_training(config_path: str, overrides: list[str], task: str | None = None) -> dict:
@@ -133,8 +137,8 @@ def _cmd_test(args) -> int:
 def _cmd_predict(args) -> int:
     from .predictor import Predictor, check_inputs
 
-    predictor = Predictor.from_pretrained(args.model)
     check_inputs(args.images)
+    predictor = Predictor.from_pretrained(args.model)
     for path, pred in zip(args.images, predictor.predict_files(args.images)):
         print(json.dumps({"image": path, **predictor.task.summary(pred)}))
     return 0
@@ -227,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
         names = [n for n in _registry_names(args.kind) if fnmatch.fnmatchcase(n, args.pattern)]
         print("\n".join(names))
         return 0
+    if args.command in ("test", "predict"):
+        setup_logging()
     handlers = {
         "check": _cmd_check,
         "convert": _cmd_convert,

@@ -44,7 +44,6 @@ def tiny_config_dict(tmp_path: Path, **sections) -> dict:
             "learning_rate": 3e-3,
             "logging_steps": 2,
             "disable_tqdm": True,
-            "dataloader_pin_memory": False,
             "report_to": "none",
         },
     }

@@ -8,10 +8,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from transformers import AutoModelForImageClassification, TrainerCallback
+
 from neurotrain_hf.errors import TrainingHaltedError
-from neurotrain_hf.runner import build
+from neurotrain_hf.runner import build, resume_argument
 from neurotrain_hf.runner import run as run_experiment
 from neurotrain_hf.trainer.checkpointing import COMPLETE_MARKER, checkpoints, last_good_checkpoint
+from neurotrain_hf.trainer.neuro_trainer import NeuroTrainer
 from neurotrain_hf.trainer.run_folder import read_history
 
 from ..conftest import make_config, run_python, tiny_config_dict, write_toml
@@ -297,3 +300,166 @@ def test_use_cpu_is_set_for_cpu_multiprocess(monkeypatch, tmp_path):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     use_cpu_without_gpu(args)
     assert args.use_cpu
+
+
+# --- checkpoints: rotation never leaves the run folder without a complete checkpoint ---------------
+def _save_config(tmp_path, run_id):
+    data = tiny_config_dict(
+        tmp_path,
+        basic={"run_id": run_id},
+        training={
+            "num_train_epochs": 3,
+            "eval_strategy": "no",
+            "save_strategy": "steps",
+            "save_steps": 5,
+            "save_total_limit": 1,
+            "metrics": [],
+        },
+        model={"kwargs": {"channels": [8, 16], "dropout": 0.3}},
+        augmentation={"horizontal_flip": 0.5},
+        testing={"run_after_training": False},
+    )
+    return write_toml(tmp_path / f"{run_id}.toml", data)
+
+
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("straight")
+    proc = run_python(["tests/helpers/train_until.py", str(_save_config(tmp_path, "straight"))])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    run = tmp_path / "runs" / "classification" / "straight"
+    assert [p.name for _, p in checkpoints(run)] == ["checkpoint-24"]  # save_total_limit = 1
+    return load_file(str(run / "model" / "model.safetensors"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", ["optimizer", "rotate", "delete"])
+def test_sigkill_inside_a_save_keeps_a_complete_checkpoint_and_resumes_exactly(tmp_path, point, straight_run):
+    cfg = _save_config(tmp_path, "killed")
+    proc = run_python(["tests/helpers/train_until.py", str(cfg), "--kill-in-save", f"10:{point}"])
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    run = tmp_path / "runs" / "classification" / "killed"
+    good = last_good_checkpoint(run)
+    assert good is not None, f"no complete checkpoint after a kill at {point}"
+    assert good.name == ("checkpoint-5" if point == "optimizer" else "checkpoint-10")
+    weights = load_file(str(good / "model.safetensors"))
+    assert weights and all(torch.isfinite(t).all() for t in weights.values() if t.is_floating_point())
+    proc = run_python(["tests/helpers/train_until.py", str(cfg), "--training.resume_from_checkpoint", "last"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    final = load_file(str(run / "model" / "model.safetensors"))
+    assert final.keys() == straight_run.keys()
+    assert all(torch.equal(final[k], straight_run[k]) for k in final)
+    assert [p.name for _, p in checkpoints(run)] == ["checkpoint-24"]
+
+
+class CountSteps(TrainerCallback):
+    def __init__(self) -> None:
+        self.steps = 0
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.steps += 1
+
+
+def _steps_config(tmp_path, max_steps, **training):
+    return make_config(
+        tmp_path,
+        training={
+            "max_steps": max_steps,
+            "eval_strategy": "no",
+            "save_strategy": "steps",
+            "save_steps": 4,
+            "save_total_limit": 10,
+            "metrics": [],
+            **training,
+        },
+        testing={"run_after_training": False},
+    )
+
+
+def test_resume_auto_starts_fresh_then_resumes(tmp_path):
+    counter = CountSteps()
+    _, _, trainer = build(_steps_config(tmp_path, 8), callbacks=[counter])
+    trainer.train(resume_from_checkpoint=resume_argument("auto"))  # nothing to resume: fresh start
+    assert counter.steps == 8 and trainer.state.global_step == 8
+    counter = CountSteps()
+    _, _, trainer = build(_steps_config(tmp_path, 12), callbacks=[counter])
+    trainer.train(resume_from_checkpoint=resume_argument("auto"))
+    assert counter.steps == 4 and trainer.state.global_step == 12  # resumed from checkpoint-8
+
+
+def test_named_checkpoint_is_never_deleted(tmp_path):
+    config = _steps_config(tmp_path, 8)
+    build(config)[2].train()
+    run = config.run_dir
+    named = run / "checkpoint-4"
+    (run / "checkpoint-8" / COMPLETE_MARKER).unlink()  # as if a save had been interrupted
+    with pytest.raises(TrainingHaltedError, match="incomplete"):
+        build(config)[2].train(resume_from_checkpoint=str(run / "checkpoint-8"))
+    assert (run / "checkpoint-8").is_dir()  # a named checkpoint is not cleaned up, even incomplete
+    config = _steps_config(tmp_path, 16, save_total_limit=1)
+    build(config)[2].train(resume_from_checkpoint=str(named))
+    assert named.is_dir() and (named / COMPLETE_MARKER).is_file()  # rotation spared it
+    assert [p.name for _, p in checkpoints(run)] == ["checkpoint-4", "checkpoint-16"]
+
+
+# --- one loss definition, the best model's artifacts, no side effects ------------------------------
+def test_eval_test_and_reference_losses_agree_with_label_smoothing(tmp_path):
+    import torch.nn.functional as F
+
+    config = make_config(tmp_path, training={"num_train_epochs": 1, "label_smoothing": 0.1})
+    report = run_experiment(config)
+    _, data, trainer = build(config)
+    model = AutoModelForImageClassification.from_pretrained(str(config.run_dir / "model")).eval()
+    trainer.model = model
+    evaluated = trainer.evaluate(data.splits["test"])
+    assert evaluated["eval_loss"] == pytest.approx(report["test"]["loss"], rel=1e-6)
+    batch = NeuroTrainer.wrap_dataset(data.splits["test"], trainer.args).__getitems__(
+        list(range(len(data.splits["test"])))
+    )
+    with torch.no_grad():
+        logits = model(pixel_values=batch["pixel_values"]).logits
+    reference = F.cross_entropy(logits, batch["labels"], label_smoothing=0.1).item()
+    assert report["test"]["loss"] == pytest.approx(reference, rel=1e-5)
+
+
+def test_validation_confusion_matrix_belongs_to_the_saved_model(tmp_path, monkeypatch):
+    from neurotrain_hf.tasks.classification import task as task_module
+
+    drawn = {}
+    monkeypatch.setattr(
+        task_module, "plot_confusion", lambda run_dir, cm, names, name="confusion_matrix.png": drawn.update({name: cm})
+    )
+    # "best" = lowest accuracy: the saved model is an early one, not the last evaluated
+    config = make_config(
+        tmp_path,
+        training={"num_train_epochs": 4, "metrics": ["accuracy"], "greater_is_better": False},
+    )
+    report = run_experiment(config)
+    evals = [r["eval_accuracy"] for r in read_history(config.run_dir) if "eval_accuracy" in r]
+    assert report["best_metric"] == min(evals) != evals[-1]
+    cm = np.asarray(drawn["valid_confusion_matrix.png"])
+    assert np.trace(cm) / cm.sum() == pytest.approx(report["best_metric"])
+
+
+def test_no_pin_memory_warning_and_no_evaluate_install(tmp_path, monkeypatch, recwarn):
+    import neurotrain_hf.metrics.hub as hub
+
+    monkeypatch.setattr(hub, "install_modules", lambda *a, **k: pytest.fail("training installed modules"))
+    config = make_config(tmp_path, training={"num_train_epochs": 1, "dataloader_pin_memory": True})
+    assert config.training.dataloader_pin_memory is False  # no accelerator on this machine
+    run_experiment(config)
+    assert not [w for w in recwarn if "pin_memory" in str(w.message)]
+
+
+def test_summed_loss_logs_each_term(tmp_path):
+    config = make_config(
+        tmp_path,
+        training={"num_train_epochs": 1, "loss": "ce+focal", "loss_weights": [1.0, 0.5], "logging_steps": 2},
+    )
+    run_experiment(config)
+    rows = [r for r in read_history(config.run_dir) if "loss" in r and "eval_loss" not in r]
+    assert rows and all("loss_ce" in r and "loss_focal" in r for r in rows)
+    for r in rows:
+        assert r["loss"] == pytest.approx(r["loss_ce"] + 0.5 * r["loss_focal"], rel=1e-4)
+    header = (config.run_dir / "history.csv").read_text().splitlines()[0].split(",")
+    assert {"loss_ce", "loss_focal"} <= set(header)

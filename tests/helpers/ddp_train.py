@@ -1,7 +1,12 @@
-"""Test helper for 2-process runs: train, then every rank writes its view (world size, steps, weights hash)."""
+"""Test helper for multi-process runs: train or evaluate, then every rank writes its view as JSON.
+
+python tests/helpers/ddp_train.py [--nan-on-rank R STEP | --kill-at-step N | --eval-only] CONFIG [overrides...]
+"""
 
 import hashlib
 import json
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -9,31 +14,34 @@ import torch
 from transformers import TrainerCallback
 
 from neurotrain_hf.config import load_config
-from neurotrain_hf.runner import run
+from neurotrain_hf.runner import build, run
+
+
+def rank() -> int:
+    return torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+
+
+def digest(model) -> str:
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 class RankReport(TrainerCallback):
     def __init__(self, out: Path) -> None:
         self.out = out
-        self.first_labels = None
-
-    def on_step_begin(self, args, state, control, **kwargs):
-        pass
 
     def on_train_end(self, args, state, control, model=None, train_dataloader=None, **kwargs):
-        digest = hashlib.sha256()
-        for name, tensor in sorted(model.state_dict().items()):
-            digest.update(name.encode())
-            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
         first = next(iter(train_dataloader))["labels"].tolist() if train_dataloader is not None else None
         self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / f"rank{rank}.json").write_text(
+        (self.out / f"rank{rank()}.json").write_text(
             json.dumps(
                 {
                     "world_size": args.world_size,
                     "global_step": state.global_step,
-                    "weights": digest.hexdigest(),
+                    "weights": digest(model),
                     "first_batch_labels": first,
                 }
             )
@@ -53,11 +61,37 @@ class PoisonOnRank(TrainerCallback):
             )
 
 
+class KillAt(TrainerCallback):
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def evaluate_only(config) -> None:
+    """Evaluate the seeded initial model on the valid split; each rank writes metrics and confusion."""
+    _, _, trainer = build(config)
+    metrics = trainer.evaluate()
+    out = config.run_dir / "ranks"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"eval_rank{rank()}.json").write_text(
+        json.dumps({"world_size": trainer.args.world_size, "metrics": metrics, "artifacts": trainer.last_eval})
+    )
+
+
 def main(argv: list[str]) -> int:
     callbacks = []
     if argv[:1] == ["--nan-on-rank"]:
         callbacks.append(PoisonOnRank(int(argv[1]), int(argv[2])))
         argv = argv[3:]
+    elif argv[:1] == ["--kill-at-step"]:
+        callbacks.append(KillAt(int(argv[1])))
+        argv = argv[2:]
+    elif argv[:1] == ["--eval-only"]:
+        evaluate_only(load_config(argv[1], argv[2:]))
+        return 0
     config = load_config(argv[0], argv[1:])
     run(config, callbacks=[RankReport(config.run_dir / "ranks"), *callbacks])
     return 0

@@ -1,0 +1,332 @@
+"""Peak host memory (RSS) of ``trainer.evaluate()``: plain transformers.Trainer vs NeuroTrainer.
+
+Each (trainer, eval-set size) is measured in a fresh child process (``--child``), so one measurement's
+peak cannot leak into the next. The child builds model and data, runs ``gc.collect()``, reads its RSS
+(the baseline), resets the kernel's high-water mark (``/proc/self/clear_refs``; where that is not
+possible a psutil thread samples RSS every millisecond instead), runs ``evaluate()`` once and reports
+the high-water mark minus the baseline: the memory evaluation itself added.
+
+Rows (one function each, ``ROWS``; a segmentation row can be added the same way):
+  plain_trainer  transformers.Trainer with default settings (fp32, eval_accumulation_steps unset,
+                 ``batch_eval_metrics`` off) and a ``compute_metrics`` taking accuracy from all gathered
+                 logits, as users typically evaluate; ``remove_unused_columns=False`` because the data
+                 comes through ``set_transform`` (as in the transformers image-classification guide);
+  neurotrainer   ClassificationTrainer built by ``neurotrain_hf.runner.build(config)``, metrics
+                 accuracy and f1 (streamed per batch; nothing per sample is kept).
+
+Workload (the choice, stated): synthetic in-memory 3x64x64 uint8 images, ``simple_cnn`` (channels
+16, 32) with a 1000-class head (ImageNet-sized), evaluation batch 32 for both, on the CPU (so that
+everything evaluation allocates is host memory). With 1000 classes the logits are 4 KB per sample:
+the plain Trainer keeps 2 MB of them for 500 samples (plus the copies its per-batch concatenation
+makes). That is small next to the activations of one batch, so at these sizes keeping predictions
+shows only as a modest growth; ``--num-labels`` and ``--sizes`` scale it (e.g. ``--sizes 50 5000``).
+Mind that NeuroTrainer's classification state is a C x C confusion matrix (8 MB at 1000 classes,
+quadratic in C), so ``--num-labels`` far above a few thousand measures that matrix instead.
+
+"growth %" is (peak@large - peak@small) / peak@small of the evaluation growth above the baseline;
+the target is "NeuroTrainer growth within 10%" (its evaluation memory does not scale with the set).
+
+    .venv/bin/python benchmarks/eval_memory.py            # defaults: sizes 50 and 500, 2 rounds
+    .venv/bin/python benchmarks/eval_memory.py --quick    # a few seconds per child: smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+OFFLINE = {
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "HF_EVALUATE_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_UPDATE_DOWNLOAD_COUNTS": "0",
+    "TOKENIZERS_PARALLELISM": "false",
+    "NEUROTRAIN_LOG_LEVEL": "WARNING",
+}
+for _key, _value in OFFLINE.items():
+    os.environ.setdefault(_key, _value)
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASET_NAME = "eval_memory_synthetic"
+TRAIN_SAMPLES = 64
+MB = 1024 * 1024
+# Blocks of 64 KiB and more are mmapped and unmapped at free (no dynamic threshold): RSS follows live
+# memory instead of what glibc keeps cached, which otherwise moves the peak by +-10 MB from batch to batch.
+GLIBC_TUNING = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "131072"}
+
+
+# --- memory ---------------------------------------------------------------------------------------------
+def rss_bytes() -> int:
+    import psutil
+
+    return psutil.Process().memory_info().rss
+
+
+def _vm_hwm() -> int | None:
+    """The kernel's peak RSS of this process (bytes), or None off Linux."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+class PeakMeter:
+    """Peak RSS over a ``with`` block: the kernel's high-water mark reset on entry, else a sampler thread."""
+
+    def __init__(self, interval: float = 0.001) -> None:
+        self.interval = interval
+        self.method = ""
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> PeakMeter:
+        try:
+            Path("/proc/self/clear_refs").write_text("5")  # 5: reset the peak RSS (VmHWM) to the current
+            self.method = "VmHWM (reset)"
+        except OSError:
+            self.method = "psutil sampling"
+            self.peak = rss_bytes()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        import psutil
+
+        proc = psutil.Process()
+        while not self._stop.is_set():
+            self.peak = max(self.peak, proc.memory_info().rss)
+            time.sleep(self.interval)
+
+    def __exit__(self, *exc) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self.peak = max(self.peak, rss_bytes())
+        else:
+            self.peak = _vm_hwm() or rss_bytes()
+
+
+# --- the workload ---------------------------------------------------------------------------------------
+def synthetic_splits(n_eval: int, opts):
+    """train (TRAIN_SAMPLES) and valid (n_eval) splits: HWC uint8 images, uniform labels, fixed seed."""
+    import datasets
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    shape = (opts.image_size, opts.image_size, 3)
+    features = datasets.Features(
+        {
+            "image": datasets.Array3D(shape=shape, dtype="uint8"),
+            "label": datasets.ClassLabel(names=[str(i) for i in range(opts.num_labels)]),
+        }
+    )
+
+    def split(n: int) -> datasets.Dataset:
+        images = rng.integers(0, 256, (n, *shape), dtype=np.uint8)
+        labels = rng.integers(0, opts.num_labels, n)
+        return datasets.Dataset.from_dict({"image": images, "label": labels}, features=features)
+
+    return datasets.DatasetDict({"train": split(TRAIN_SAMPLES), "valid": split(n_eval)})
+
+
+MODEL_KWARGS = {"channels": [16, 32], "dropout": 0.0}
+
+
+def build_plain_trainer(n_eval: int, opts, out: str):
+    """transformers.Trainer, default settings; accuracy from the gathered logits (compute_metrics)."""
+    import numpy as np
+    import torch
+    from transformers import Trainer, TrainingArguments, set_seed
+
+    from neurotrain_hf.models import get_model
+
+    set_seed(0)
+    model = get_model("simple_cnn", {"kwargs": MODEL_KWARGS}, num_labels=opts.num_labels, in_channels=3)
+    valid = synthetic_splits(n_eval, opts)["valid"]
+
+    def transform(batch):
+        x = torch.as_tensor(np.asarray(batch["image"])).permute(0, 3, 1, 2).float().div_(255.0)
+        return {"pixel_values": (x - 0.5) / 0.5, "labels": torch.as_tensor(batch["label"])}
+
+    valid.set_transform(transform)
+
+    def compute_metrics(pred):
+        return {"accuracy": float((pred.predictions.argmax(-1) == pred.label_ids).mean())}
+
+    args = TrainingArguments(
+        output_dir=out,
+        per_device_eval_batch_size=opts.batch_size,
+        remove_unused_columns=False,
+        use_cpu=True,
+        report_to="none",
+        disable_tqdm=True,
+    )
+    return Trainer(model=model, args=args, eval_dataset=valid, compute_metrics=compute_metrics)
+
+
+def build_neurotrainer(n_eval: int, opts, out: str):
+    """ClassificationTrainer through ``runner.build`` on the same data (a registered dataset source)."""
+    from neurotrain_hf.config import build_config
+    from neurotrain_hf.data import DatasetSource, register_dataset
+    from neurotrain_hf.runner import build
+
+    register_dataset(DATASET_NAME)(
+        lambda cfg: DatasetSource(synthetic_splits(n_eval, opts), mean=(0.5,) * 3, std=(0.5,) * 3)
+    )
+    config = build_config(
+        {
+            "basic": {"task": "classification", "run_id": "eval_memory", "seed": 0, "output_dir": out},
+            "model": {"name": "simple_cnn", "kwargs": MODEL_KWARGS},
+            "dataset": {"name": DATASET_NAME, "valid_ratio": 0.0, "test_ratio": 0.0},
+            "training": {
+                "batch_size": opts.batch_size,
+                "metrics": ["accuracy", "f1"],
+                "use_cpu": True,
+                "plots": False,
+                "monitor_resources": False,
+                "report_to": "none",
+                "disable_tqdm": True,
+            },
+        },
+        source="eval_memory",
+    )
+    _task, _data, trainer = build(config)
+    return trainer
+
+
+# One function per row: (n_eval, opts, output folder) -> a trainer whose eval_dataset has n_eval samples.
+ROWS: dict[str, Callable] = {
+    "plain_trainer": build_plain_trainer,
+    "neurotrainer": build_neurotrainer,
+}
+
+
+def trim_heap() -> None:
+    """Give freed heap pages back to the OS (glibc), so the baseline is live memory."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def child(row: str, n_eval: int, opts) -> dict:
+    import torch
+
+    torch.set_num_threads(opts.threads)
+    with tempfile.TemporaryDirectory() as out:
+        trainer = ROWS[row](n_eval, opts, out)
+        assert len(trainer.eval_dataset) == n_eval, (len(trainer.eval_dataset), n_eval)
+        gc.collect()
+        trim_heap()
+        base = rss_bytes()
+        start = time.perf_counter()
+        with PeakMeter() as meter:
+            metrics = trainer.evaluate()
+        seconds = time.perf_counter() - start
+    accuracy = next((v for k, v in metrics.items() if k.endswith("accuracy")), None)
+    return {
+        "row": row,
+        "n": n_eval,
+        "baseline_mb": base / MB,
+        "peak_mb": meter.peak / MB,
+        "growth_mb": (meter.peak - base) / MB,
+        "seconds": seconds,
+        "method": meter.method,
+        "accuracy": accuracy,
+    }
+
+
+# --- the parent -----------------------------------------------------------------------------------------
+def measure(row: str, n_eval: int, opts) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", row, "--size", str(n_eval)]
+    cmd += ["--num-labels", str(opts.num_labels), "--image-size", str(opts.image_size)]
+    cmd += ["--batch-size", str(opts.batch_size), "--threads", str(opts.threads)]
+    env = {**os.environ, **OFFLINE, "PYTHONPATH": str(ROOT)}
+    if not opts.glibc_default:
+        env.update(GLIBC_TUNING)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"{row} @ {n_eval} failed (rc {proc.returncode}):\n{proc.stderr[-3000:]}")
+    return json.loads(lines[-1])
+
+
+def parse(argv: list[str] | None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs=2, default=[50, 500], metavar=("SMALL", "LARGE"))
+    parser.add_argument("--num-labels", type=int, default=1000)
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds; medians are reported")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads in each child")
+    parser.add_argument(
+        "--glibc-default", action="store_true", help="children keep glibc's default malloc thresholds"
+    )
+    parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS))
+    parser.add_argument("--quick", action="store_true", help="smoke run: sizes 20/100, 100 classes, 1 round")
+    parser.add_argument("--child", choices=list(ROWS), help=argparse.SUPPRESS)
+    parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
+    opts = parser.parse_args(argv)
+    if opts.quick:
+        opts.sizes, opts.num_labels, opts.image_size, opts.rounds = [20, 100], 100, 32, 1
+    return opts
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = parse(argv)
+    if opts.child:
+        print(json.dumps(child(opts.child, opts.size, opts)), flush=True)
+        return 0
+    small, large = opts.sizes
+    runs: dict[tuple[str, int], list[dict]] = {(r, n): [] for r in opts.rows for n in opts.sizes}
+    for i in range(opts.rounds):
+        for n in opts.sizes:
+            for row in opts.rows:
+                res = measure(row, n, opts)
+                runs[(row, n)].append(res)
+                print(
+                    f"round {i + 1}: {row:14s} n={n:<6d} baseline {res['baseline_mb']:7.1f} MB  "
+                    f"peak {res['peak_mb']:7.1f} MB  growth {res['growth_mb']:6.1f} MB  "
+                    f"{res['seconds']:5.2f} s  accuracy {res['accuracy']:.3f}",
+                    flush=True,
+                )
+    method = runs[(opts.rows[0], small)][0]["method"]
+    logits_mb = large * opts.num_labels * 4 / MB
+    print(
+        f"\n{opts.num_labels} classes, images 3x{opts.image_size}x{opts.image_size}, eval batch "
+        f"{opts.batch_size}, {opts.rounds} round(s), peak by {method}; logits of {large} samples: "
+        f"{logits_mb:.1f} MB"
+    )
+    print(f"{'trainer':16s} {f'peak@{small} MB':>14s} {f'peak@{large} MB':>14s} {'growth %':>10s}")
+    growth: dict[str, float] = {}
+    for row in opts.rows:
+        a = statistics.median(r["growth_mb"] for r in runs[(row, small)])
+        b = statistics.median(r["growth_mb"] for r in runs[(row, large)])
+        growth[row] = 100.0 * (b - a) / a if a > 0 else float("nan")
+        print(f"{row:16s} {a:14.1f} {b:14.1f} {growth[row]:+9.1f}%")
+    if "neurotrainer" in growth:
+        ok = abs(growth["neurotrainer"]) <= 10.0
+        print(f"NeuroTrainer growth within 10%: {growth['neurotrainer']:+.1f}% ({'met' if ok else 'NOT met'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
