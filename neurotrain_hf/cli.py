@@ -77,7 +77,9 @@ def run_training(config_path: str, overrides: list[str], task: str | None = None
 
     config = load_config(config_path, overrides)
     if task is not None and config.basic.task != task:
-        raise ConfigError(f"{config_path}: [basic] task is {config.basic.task!r}; this recipe trains {task!r}")
+        raise ConfigError(
+            f"{config_path}: [basic] task is {config.basic.task!r}; this recipe trains {task!r}"
+        )
     set_config(config)
     report = run(config)
     if int(os.environ.get("RANK", "0")) == 0:
@@ -92,7 +94,9 @@ def recipe_main(task: str | None, argv: list[str] | None = None) -> int:
     """Entry point of ``recipes/train_<task>.py CONFIG [--section.key VALUE ...]`` and ``neurotrain train``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print(f"usage: {f'train_{task}.py' if task else 'neurotrain train'} CONFIG [--section.key VALUE ...]\n")
+        print(
+            f"usage: {f'train_{task}.py' if task else 'neurotrain train'} CONFIG [--section.key VALUE ...]\n"
+        )
         print(config_help(task or "classification"))
         return 0
     setup_logging()

@@ -64,7 +64,9 @@ def _reduce(
 def cross_entropy(opts: LossOptions) -> LossFn:
     """Cross-entropy with optional label smoothing and class weights."""
 
-    def fn(logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch=None, reduction="mean") -> torch.Tensor:
+    def fn(
+        logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch=None, reduction="mean"
+    ) -> torch.Tensor:
         weight = _weights(opts, logits)
         per_item = F.cross_entropy(
             logits, labels, weight=weight, label_smoothing=opts.label_smoothing, reduction="none"
@@ -80,7 +82,9 @@ def cross_entropy(opts: LossOptions) -> LossFn:
 def bce_with_logits(opts: LossOptions) -> LossFn:
     """Binary cross-entropy with logits; integer class labels become one-hot targets."""
 
-    def fn(logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch=None, reduction="mean") -> torch.Tensor:
+    def fn(
+        logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch=None, reduction="mean"
+    ) -> torch.Tensor:
         target = labels
         if not labels.is_floating_point():
             target = (
@@ -99,7 +103,9 @@ def bce_with_logits(opts: LossOptions) -> LossFn:
 def focal(opts: LossOptions) -> LossFn:
     """Multi-class focal loss (Lin et al. 2017): ``-alpha_y (1 - p_y)^gamma log p_y``."""
 
-    def fn(logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch=None, reduction="mean") -> torch.Tensor:
+    def fn(
+        logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch=None, reduction="mean"
+    ) -> torch.Tensor:
         log_p = F.log_softmax(logits.float(), dim=1).gather(1, labels.long().unsqueeze(1)).squeeze(1)
         per_item = -((1 - log_p.exp()) ** opts.focal_gamma) * log_p
         weight = _weights(opts, logits)
@@ -121,14 +127,20 @@ class WeightedLoss:
         values = [t(logits, labels, num_items_in_batch) for t in self.terms]
         if len(values) > 1:
             self.last_terms = {n: v.detach() for n, v in zip(self.names, values)}
-        return values[0] * self.weights[0] if len(values) == 1 else sum(w * v for w, v in zip(self.weights, values))
+        return (
+            values[0] * self.weights[0]
+            if len(values) == 1
+            else sum(w * v for w, v in zip(self.weights, values))
+        )
 
     def per_item(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The weighted sum of the terms per item, shape (B,)."""
         return sum(w * t(logits, labels, reduction="none") for w, t in zip(self.weights, self.terms))
 
 
-def build_loss(spec: str, weights: Sequence[float] | None = None, opts: LossOptions | None = None) -> WeightedLoss:
+def build_loss(
+    spec: str, weights: Sequence[float] | None = None, opts: LossOptions | None = None
+) -> WeightedLoss:
     """Build ``"a+b"`` as ``w_a * a + w_b * b`` (weights default to 1)."""
     opts = opts or LossOptions()
     names = [n.strip() for n in spec.split("+") if n.strip()]

@@ -96,8 +96,12 @@ class Predictor:
                 try:
                     self.predict([str(path)])
                 except (RuntimeError, ValueError) as single:
-                    raise NeuroTrainError(f"{path}: the model cannot take this image ({_first_line(single)})") from None
-            raise NeuroTrainError(f"the model cannot take these images together ({_first_line(exc)})") from None
+                    raise NeuroTrainError(
+                        f"{path}: the model cannot take this image ({_first_line(single)})"
+                    ) from None
+            raise NeuroTrainError(
+                f"the model cannot take these images together ({_first_line(exc)})"
+            ) from None
 
     def __call__(self, image: Any) -> dict[str, Any]:
         """Predict one input."""

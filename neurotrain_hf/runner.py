@@ -80,7 +80,9 @@ def run(config: ExperimentConfig, callbacks: list | None = None) -> dict[str, An
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_config_file(config.to_dict(), run_dir / CONFIG_NAME)
-    train_output = trainer.train(resume_from_checkpoint=resume_argument(config.training.resume_from_checkpoint))
+    train_output = trainer.train(
+        resume_from_checkpoint=resume_argument(config.training.resume_from_checkpoint)
+    )
     save_model(trainer, task, data, run_dir / MODEL_DIR)
     valid_artifacts = best_eval_artifacts(trainer)
     report: dict[str, Any] = {

@@ -124,6 +124,7 @@ def test_two_process_evaluation_equals_one_process(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = tmp_path / "runs" / "classification" / "eval" / "ranks"
     r0, r1 = (json.loads((ranks / f"eval_rank{i}.json").read_text()) for i in (0, 1))
+
     def scores(metrics):
         return {k: v for k, v in metrics.items() if not k.endswith(("_runtime", "_per_second", "_time"))}
 

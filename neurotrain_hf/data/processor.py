@@ -51,7 +51,9 @@ class NeuroImageProcessor(BaseImageProcessor):
         from torchvision.transforms.v2 import functional as TF
 
         if isinstance(images, np.ndarray) and images.ndim == 4 and images.dtype != object:
-            batch = match_channels(torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2), self.num_channels)
+            batch = match_channels(
+                torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2), self.num_channels
+            )
             return TF.resize(batch, [self.size, self.size], antialias=True) if self.size else batch
         out = []
         for image in images:

@@ -32,7 +32,14 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 class ClassificationAccumulator:
     """Streaming accuracy, precision, recall, F1, top-k accuracy and AUC over (scores or labels, labels)."""
 
-    STATE = ("confusion", "topk_hits", "count", "_scores", "_labels", "_has_scores")  # summed/extended across processes
+    STATE = (
+        "confusion",
+        "topk_hits",
+        "count",
+        "_scores",
+        "_labels",
+        "_has_scores",
+    )  # summed/extended across processes
 
     def __init__(
         self,

@@ -53,7 +53,14 @@ def _score(kind: str, inter, p, r):
 class OverlapAccumulator:
     """Streaming Dice or IoU; ``update`` takes one batch of label maps."""
 
-    STATE = ("inter", "pred_size", "ref_size", "score_sum", "score_count", "count")  # summed/extended across processes
+    STATE = (
+        "inter",
+        "pred_size",
+        "ref_size",
+        "score_sum",
+        "score_count",
+        "count",
+    )  # summed/extended across processes
 
     def __init__(
         self,

@@ -113,7 +113,9 @@ class TorchvisionForImageClassification(PreTrainedModel):
 
         super().__init__(config)
         if weights:
-            self.model = torchvision.models.get_model(config.architecture, weights=weights, **config.model_args)
+            self.model = torchvision.models.get_model(
+                config.architecture, weights=weights, **config.model_args
+            )
             _replace_last_linear(self.model, config.num_labels)
         else:
             self.model = torchvision.models.get_model(
@@ -176,7 +178,12 @@ def hf_model(model_id: str):
         overrides = {"num_channels": request.in_channels} if channels is not None else {}
         if request.pretrained:
             return auto.from_pretrained(
-                model_id, ignore_mismatched_sizes=True, **overrides, **request.label_maps(), **remote, **kwargs
+                model_id,
+                ignore_mismatched_sizes=True,
+                **overrides,
+                **request.label_maps(),
+                **remote,
+                **kwargs,
             )
         config = AutoConfig.from_pretrained(model_id, **overrides, **request.label_maps(), **remote, **kwargs)
         return auto.from_config(config, **remote)

@@ -99,7 +99,9 @@ def remove_incomplete(run_dir: str | Path, keep: list[str | Path] | tuple = ()) 
     return removed
 
 
-def rotate_checkpoints(run_dir: str | Path, limit: int | None, keep: list[str | Path] | tuple = ()) -> list[Path]:
+def rotate_checkpoints(
+    run_dir: str | Path, limit: int | None, keep: list[str | Path] | tuple = ()
+) -> list[Path]:
     """Keep the newest ``limit`` complete checkpoints plus those in ``keep`` (best, named); delete the rest.
 
     Incomplete folders are left to ``remove_incomplete`` (resume), never counted as the newest.

@@ -111,7 +111,10 @@ class SampleWriter:
         self.accelerator.wait_for_everyone()
         if self.rank != 0:
             return None
-        parts = [self.path.with_name(f".{self.path.stem}.rank{r}.csv") for r in range(self.accelerator.num_processes)]
+        parts = [
+            self.path.with_name(f".{self.path.stem}.rank{r}.csv")
+            for r in range(self.accelerator.num_processes)
+        ]
         header: list[str] | None = None
         rows: list[dict[str, str]] = []
         for part in parts:

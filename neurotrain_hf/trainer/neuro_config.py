@@ -97,7 +97,8 @@ class NeuroTrainingArguments(TrainingArguments):
         default=False, metadata={"help": "Drop dataset columns the model's forward does not name."}
     )
     dataloader_pin_memory: bool = field(
-        default=True, metadata={"help": "Pin loader memory (turned off automatically without an accelerator)."}
+        default=True,
+        metadata={"help": "Pin loader memory (turned off automatically without an accelerator)."},
     )
     resume_from_checkpoint: str | None = field(
         default=None,
@@ -137,11 +138,7 @@ def accelerator_available() -> bool:
 
     xpu = getattr(torch, "xpu", None)
     mps = getattr(torch.backends, "mps", None)
-    return (
-        torch.cuda.is_available()
-        or bool(xpu and xpu.is_available())
-        or bool(mps and mps.is_available())
-    )
+    return torch.cuda.is_available() or bool(xpu and xpu.is_available()) or bool(mps and mps.is_available())
 
 
 def use_cpu_without_gpu(args: TrainingArguments) -> None:

@@ -199,10 +199,16 @@ class NeuroTrainer(Trainer):
             return
         step = self.state.global_step + 1
         last = last_good_checkpoint(self.args.output_dir)
-        record = {"rank": self.args.process_index, "step": step, "last_good_checkpoint": str(last) if last else None}
+        record = {
+            "rank": self.args.process_index,
+            "step": step,
+            "last_good_checkpoint": str(last) if last else None,
+        }
         folder = Path(self.args.output_dir)
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"halted_rank{self.args.process_index}.json").write_text(json.dumps(record), encoding="utf-8")
+        (folder / f"halted_rank{self.args.process_index}.json").write_text(
+            json.dumps(record), encoding="utf-8"
+        )
         raise TrainingHaltedError(
             f"non-finite training loss at step {step}; stopped before the optimizer step. "
             f"Last good checkpoint: {last or 'none yet'}"
@@ -253,10 +259,14 @@ class NeuroTrainer(Trainer):
         if self.sample_writer is not None and n:
             index_list = indices[:n].tolist() if indices is not None else list(range(n))
             cut = losses[:n] if losses is not None else None
-            self.sample_writer.write(self.sample_records(index_list, predictions[:n], _head(references, n), cut))
+            self.sample_writer.write(
+                self.sample_records(index_list, predictions[:n], _head(references, n), cut)
+            )
         return None, None, None
 
-    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"):
+    def evaluation_loop(
+        self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"
+    ):
         self._eval_state = EvalState(self.metrics)
         output = super().evaluation_loop(
             dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix

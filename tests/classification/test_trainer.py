@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
-
 from transformers import AutoModelForImageClassification, TrainerCallback
 
 from neurotrain_hf.errors import TrainingHaltedError
@@ -427,7 +426,9 @@ def test_validation_confusion_matrix_belongs_to_the_saved_model(tmp_path, monkey
 
     drawn = {}
     monkeypatch.setattr(
-        task_module, "plot_confusion", lambda run_dir, cm, names, name="confusion_matrix.png": drawn.update({name: cm})
+        task_module,
+        "plot_confusion",
+        lambda run_dir, cm, names, name="confusion_matrix.png": drawn.update({name: cm}),
     )
     # "best" = lowest accuracy: the saved model is an early one, not the last evaluated
     config = make_config(

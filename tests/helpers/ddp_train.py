@@ -77,7 +77,9 @@ def evaluate_only(config) -> None:
     out = config.run_dir / "ranks"
     out.mkdir(parents=True, exist_ok=True)
     (out / f"eval_rank{rank()}.json").write_text(
-        json.dumps({"world_size": trainer.args.world_size, "metrics": metrics, "artifacts": trainer.last_eval})
+        json.dumps(
+            {"world_size": trainer.args.world_size, "metrics": metrics, "artifacts": trainer.last_eval}
+        )
     )
 
 

@@ -54,9 +54,12 @@ def kill_in_save(step: int, point: str) -> None:
     original_rmtree = checkpointing.shutil.rmtree
 
     def rmtree(path, *args, **kwargs):
-        if point == "delete" and current["step"] == step and os.path.basename(str(path)).startswith(".deleting-"):
-            if os.path.exists(path):
-                die()
+        if (
+            point == "delete"
+            and current["step"] == step
+            and os.path.basename(str(path)).startswith(".deleting-")
+        ) and os.path.exists(path):
+            die()
         return original_rmtree(path, *args, **kwargs)
 
     Trainer._save_optimizer_and_scheduler = save_optimizer

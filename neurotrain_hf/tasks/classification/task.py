@@ -61,7 +61,11 @@ class ClassificationTask(Task):
         ]
 
     def summary(self, record: dict[str, Any]) -> dict[str, Any]:
-        return {"label": record["label"], "label_name": record["label_name"], "score": round(record["score"], 6)}
+        return {
+            "label": record["label"],
+            "label_name": record["label_name"],
+            "score": round(record["score"], 6),
+        }
 
     def write_plots(self, run_dir: Path, valid: dict[str, Any], test: dict[str, Any], model: Any) -> None:
         names = [str(model.config.id2label.get(i, i)) for i in range(model.config.num_labels)]
