@@ -29,11 +29,12 @@ def real_count(batch_size: int, accelerator) -> int:
     return max(0, min(batch_size, state.remainder - accelerator.process_index * batch_size))
 
 
-def _cut(value: Any, n: int) -> Any:
-    if value is None or n is None:
+def first_n(value: Any, n: int) -> Any:
+    """The first ``n`` samples of a batch value (tensor, array, list, or dict of them)."""
+    if value is None:
         return value
     if isinstance(value, dict):
-        return {k: _cut(v, n) for k, v in value.items()}
+        return {k: first_n(v, n) for k, v in value.items()}
     return value[:n]
 
 
@@ -55,7 +56,7 @@ class EvalState:
             self.loss_sum += float(losses[:n].float().sum())
             self.loss_count += n
         if self.metrics is not None and n and references is not None:
-            self.metrics.update(_cut(predictions, n), _cut(references, n))
+            self.metrics.update(first_n(predictions, n), first_n(references, n))
 
     def merge(self, other: EvalState) -> None:
         self.loss_sum += other.loss_sum

@@ -42,7 +42,7 @@ from .checkpointing import (
     remove_incomplete,
     rotate_checkpoints,
 )
-from .evaluation import EvalState, SampleWriter, real_count
+from .evaluation import EvalState, SampleWriter, first_n, real_count
 from .inference import Inference
 from .neuro_config import NeuroTrainingArguments
 from .run_folder import HistoryRecorder
@@ -85,6 +85,7 @@ class NeuroTrainer(Trainer):
         self.inference = inference or Inference()
         self.sample_writer: SampleWriter | None = None
         self.last_eval: dict[str, Any] = {}
+        self._last_eval_step = -1
         self._nonfinite: torch.Tensor | None = None
         self._terms: dict[str, torch.Tensor] = {}
         self._terms_since = 0
@@ -173,7 +174,7 @@ class NeuroTrainer(Trainer):
         if num_items_in_batch is not None and self.args.average_tokens_across_devices:
             scale = float(self.accelerator.num_processes)  # the count is global; DDP averages over ranks
             loss = loss * scale
-        elif model.training:
+        elif model.training and num_items_in_batch is None:
             scale = 1.0 / self.current_gradient_accumulation_steps  # what training_step divides by
         if model.training and self.loss_fn is not None:
             for name, value in self.loss_fn.last_terms.items():
@@ -258,9 +259,10 @@ class NeuroTrainer(Trainer):
         self._eval_state.update(n, losses, predictions, references)
         if self.sample_writer is not None and n:
             index_list = indices[:n].tolist() if indices is not None else list(range(n))
-            cut = losses[:n] if losses is not None else None
             self.sample_writer.write(
-                self.sample_records(index_list, predictions[:n], _head(references, n), cut)
+                self.sample_records(
+                    index_list, first_n(predictions, n), first_n(references, n), first_n(losses, n)
+                )
             )
         return None, None, None
 
@@ -274,6 +276,7 @@ class NeuroTrainer(Trainer):
         state = self._eval_state.reduce(self.accelerator)
         results = state.results()
         self.last_eval = self.eval_artifacts(state)
+        self._last_eval_step = self.state.global_step
         output.metrics.update({f"{metric_key_prefix}_{k}": v for k, v in results.items()})
         return output._replace(num_samples=results["num_samples"])
 
@@ -307,7 +310,7 @@ class NeuroTrainer(Trainer):
             return
         run_dir = Path(self._get_output_dir(trial=trial))
         path = run_dir / f"checkpoint-{self.state.global_step}"
-        if self.last_eval:
+        if self.last_eval and self._last_eval_step == self.state.global_step:  # this step's evaluation
             (path / EVAL_ARTIFACTS).write_text(json.dumps(self.last_eval), encoding="utf-8")
         mark_complete(path, self.state.global_step)
         keep = [p for p in (self.state.best_model_checkpoint, self._protected) if p]
@@ -342,7 +345,3 @@ def check_resumable(path: str | Path) -> None:
             f"[training] resume_from_checkpoint {str(path)!r}: incomplete (a save was interrupted); "
             "use `last` or `auto` for the newest complete checkpoint"
         )
-
-
-def _head(value: Any, n: int) -> Any:
-    return value[:n] if value is not None else None
