@@ -1,7 +1,8 @@
 """neurotrain_hf: NeuroTrain on the Hugging Face stack.
 
-The original NeuroTrain entry points are importable from here; heavy modules load on first use.
-Importing the package registers our models and image processor with the transformers Auto classes.
+The original NeuroTrain entry points are importable from here and load on first use. Importing the
+package registers our models and image processor with the transformers Auto classes (so it imports
+transformers' model classes), which lets ``AutoModelForImageClassification`` load our model folders.
 """
 
 from __future__ import annotations

@@ -29,6 +29,15 @@ if "HF_MODULES_CACHE" not in os.environ:
 
 
 ROOT = Path(__file__).resolve().parents[1]
+# A ViT small enough to build and train in a test (hf/vit from its config, random init, 16 px inputs).
+TINY_VIT = {
+    "image_size": 16,
+    "patch_size": 8,
+    "hidden_size": 32,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "intermediate_size": 37,
+}
 RECIPES = ROOT / "recipes"
 
 

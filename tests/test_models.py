@@ -5,6 +5,8 @@ from neurotrain_hf.config.sections import ModelConfig
 from neurotrain_hf.errors import ConfigError, RegistryError
 from neurotrain_hf.models import get_model, logits_of
 
+from .conftest import TINY_VIT
+
 
 @pytest.mark.parametrize(
     ("name", "kwargs", "channels", "size"),
@@ -15,14 +17,7 @@ from neurotrain_hf.models import get_model, logits_of
         ("torchvision/resnet18", {}, 1, 32),
         (
             "hf/vit",
-            {
-                "image_size": 16,
-                "patch_size": 8,
-                "hidden_size": 32,
-                "num_hidden_layers": 1,
-                "num_attention_heads": 2,
-                "intermediate_size": 37,
-            },
+            TINY_VIT,
             3,
             16,
         ),

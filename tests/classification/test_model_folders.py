@@ -13,7 +13,7 @@ from neurotrain_hf.config.sections import ModelConfig
 from neurotrain_hf.models import get_model
 from neurotrain_hf.runner import run as run_experiment
 
-from ..conftest import make_config
+from ..conftest import TINY_VIT, make_config
 
 
 @pytest.fixture(scope="module")
@@ -89,14 +89,7 @@ def test_predict_names_the_image_the_model_cannot_take(tmp_path, capsys):
         ("torchvision/resnet18", {}, 1),
         (
             "hf/vit",
-            {
-                "image_size": 16,
-                "patch_size": 8,
-                "hidden_size": 32,
-                "num_hidden_layers": 1,
-                "num_attention_heads": 2,
-                "intermediate_size": 37,
-            },
+            TINY_VIT,
             3,
         ),
     ],

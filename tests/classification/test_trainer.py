@@ -129,19 +129,16 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
     assert history[: len(rows_before)] == rows_before
 
 
+def _saving_config(tmp_path, save_steps: int):
+    """Three epochs of 8 steps, no evaluation, a checkpoint every ``save_steps``."""
+    training = {"num_train_epochs": 3, "eval_strategy": "no", "save_strategy": "steps", "metrics": []}
+    return make_config(tmp_path, training={**training, "save_steps": save_steps})
+
+
 def test_crash_while_saving_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     from transformers import Trainer
 
-    config = make_config(
-        tmp_path,
-        training={
-            "num_train_epochs": 3,
-            "eval_strategy": "no",
-            "save_strategy": "steps",
-            "save_steps": 4,
-            "metrics": [],
-        },
-    )
+    config = _saving_config(tmp_path, save_steps=4)
     _, _, trainer = build(config)
     calls = {"n": 0}
     original = Trainer._save_optimizer_and_scheduler
@@ -166,16 +163,7 @@ def test_crash_while_saving_keeps_last_good_checkpoint(tmp_path, monkeypatch):
 
 
 def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
-    config = make_config(
-        tmp_path,
-        training={
-            "num_train_epochs": 3,
-            "eval_strategy": "no",
-            "save_strategy": "steps",
-            "save_steps": 3,
-            "metrics": [],
-        },
-    )
+    config = _saving_config(tmp_path, save_steps=3)
     _, _, trainer = build(config)
     step = {"n": 0}
 
