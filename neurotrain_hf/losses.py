@@ -60,13 +60,38 @@ def _reduce(
     return per_item.mean()
 
 
+def _per_sample(values: torch.Tensor) -> torch.Tensor:
+    """Dense per-pixel values (B, ...) -> one value per sample (mean over the spatial dims)."""
+    return values.flatten(1).mean(1) if values.dim() > 1 else values
+
+
 @register_loss("ce")
 def cross_entropy(opts: LossOptions) -> LossFn:
-    """Cross-entropy with optional label smoothing and class weights."""
+    """Cross-entropy with optional label smoothing and class weights.
+
+    Dense logits (B, C, *spatial) give one value per sample (pixel mean); a single-channel dense head is
+    a sigmoid head and takes binary cross-entropy.
+    """
 
     def fn(
         logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch=None, reduction="mean"
     ) -> torch.Tensor:
+        if logits.dim() > 2 and logits.shape[1] == 1:
+            per_pixel = F.binary_cross_entropy_with_logits(
+                logits[:, 0], labels.to(logits.dtype), reduction="none"
+            )
+            return _reduce(_per_sample(per_pixel), num_items_in_batch, reduction=reduction)
+        if logits.dim() > 2:
+            per_item = _per_sample(
+                F.cross_entropy(
+                    logits,
+                    labels.long(),
+                    weight=_weights(opts, logits),
+                    label_smoothing=opts.label_smoothing,
+                    reduction="none",
+                )
+            )
+            return _reduce(per_item, num_items_in_batch, reduction=reduction)
         weight = _weights(opts, logits)
         per_item = F.cross_entropy(
             logits, labels, weight=weight, label_smoothing=opts.label_smoothing, reduction="none"
@@ -114,6 +139,49 @@ def focal(opts: LossOptions) -> LossFn:
         return _reduce(per_item, num_items_in_batch, reduction=reduction).to(logits.dtype)
 
     return fn
+
+
+def _monai_region_loss(kind: str, **options):
+    """Dice / Tversky from MONAI, one value per sample: sigmoid for a 1-channel head, else softmax."""
+
+    def fn(logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch=None, reduction="mean") -> torch.Tensor:
+        from monai.losses import DiceLoss, TverskyLoss
+
+        binary = logits.shape[1] == 1
+        cls = DiceLoss if kind == "dice" else TverskyLoss
+        loss = cls(
+            sigmoid=binary,
+            softmax=not binary,
+            to_onehot_y=not binary,
+            include_background=binary,
+            reduction="none",
+            **options,
+        )
+        target = labels.unsqueeze(1)
+        per_item = loss(logits.float(), target.float() if binary else target).flatten(1).mean(1)
+        if kind == "focal_tversky":
+            per_item = per_item.clamp_min(0) ** 0.75  # Abraham & Khan 2019, gamma = 0.75
+        return _reduce(per_item, num_items_in_batch, reduction=reduction).to(logits.dtype)
+
+    return fn
+
+
+@register_loss("dice")
+def dice(opts: LossOptions) -> LossFn:
+    """Soft Dice (MONAI ``DiceLoss``), per sample; background excluded for softmax heads."""
+    return _monai_region_loss("dice", smooth_nr=1e-5, smooth_dr=1e-5)
+
+
+@register_loss("tversky")
+def tversky(opts: LossOptions) -> LossFn:
+    """Tversky loss (MONAI ``TverskyLoss``, alpha 0.3 on false positives, beta 0.7 on false negatives)."""
+    return _monai_region_loss("tversky", alpha=0.3, beta=0.7)
+
+
+@register_loss("focal_tversky")
+def focal_tversky(opts: LossOptions) -> LossFn:
+    """Focal Tversky loss: the per-sample Tversky loss raised to 0.75."""
+    return _monai_region_loss("focal_tversky", alpha=0.3, beta=0.7)
 
 
 class WeightedLoss:

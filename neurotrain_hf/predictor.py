@@ -37,6 +37,8 @@ def task_of(folder: Path) -> str:
     architectures = config.get("architectures") or []
     if any(a.endswith("ForImageClassification") for a in architectures):
         return "classification"
+    if any(a.endswith("ForSemanticSegmentation") for a in architectures):
+        return "segmentation"
     raise NeuroTrainError(f"{folder}: cannot tell the task of this model (architectures {architectures})")
 
 

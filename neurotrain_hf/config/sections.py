@@ -150,6 +150,22 @@ class AugmentationConfig:
             "max": 1.0,
         },
     )
+    elastic: float = field(
+        default=0.0,
+        metadata={"help": "Elastic deformation strength (alpha of v2.ElasticTransform; 0 disables).", "min": 0.0},
+    )
+    gamma: float = field(
+        default=0.0,
+        metadata={"help": "Random gamma in [1 - g, 1 + g] on the image only (0 disables).", "min": 0.0, "max": 0.9},
+    )
+    foreground_ratio: float = field(
+        default=0.0,
+        metadata={
+            "help": "Segmentation: probability that a `random_crop` patch is centred on a foreground pixel.",
+            "min": 0.0,
+            "max": 1.0,
+        },
+    )
     normalize: bool = field(default=True, metadata={"help": "Normalize with `mean` and `std`."})
     mean: list[float] | None = field(
         default=None, metadata={"help": "Per-channel mean; default: the dataset's."}

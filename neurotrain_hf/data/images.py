@@ -100,6 +100,8 @@ def array_to_tensor(arr: np.ndarray, channels: int) -> torch.Tensor:
     """An HW or HWC array (uint8 or float in [0, 1]) -> CHW tensor with ``channels`` channels."""
     if arr.ndim == 2:
         arr = arr[:, :, None]
+    if arr.dtype.kind in "iub" and arr.dtype != np.uint8:  # e.g. int64 from a numpy-formatted column
+        arr = arr.astype(np.uint8) if arr.max(initial=0) <= 255 else (arr / 65535.0).astype(np.float32)
     tensor = _from_numpy(arr).permute(2, 0, 1)
     return match_channels(tensor, channels)
 

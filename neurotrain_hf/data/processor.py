@@ -99,3 +99,20 @@ class NeuroImageProcessor(BaseImageProcessor):
 
     def __call__(self, images: Any, **kwargs: Any) -> BatchFeature:
         return self.preprocess(images, **kwargs)
+
+
+def image_stats(train, processor: NeuroImageProcessor, limit: int = 2000) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean/std of up to ``limit`` images of a split (after channel conversion, before scaling)."""
+    rows = train.select(range(min(len(train), limit))).with_format("numpy")["image"]
+    images = processor.decode(rows)
+    total = sq = 0.0
+    count = 0
+    for x in images if not torch.is_tensor(images) else [images]:
+        x = to_float(x).double()
+        dims = (0, 2, 3) if x.dim() == 4 else (1, 2)
+        total = total + x.sum(dim=dims)
+        sq = sq + (x * x).sum(dim=dims)
+        count += x.numel() // x.shape[-3]
+    mean = total / count
+    std = (sq / count - mean**2).clamp_min(1e-12).sqrt().clamp_min(1e-6)
+    return tuple(mean.tolist()), tuple(std.tolist())

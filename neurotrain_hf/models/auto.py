@@ -6,24 +6,31 @@ Imported by ``import neurotrain_hf``, so ``AutoModelForImageClassification.from_
 
 from __future__ import annotations
 
-from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
+from transformers import (
+    AutoConfig,
+    AutoImageProcessor,
+    AutoModelForImageClassification,
+    AutoModelForSemanticSegmentation,
+)
 
 from ..data.processor import NeuroImageProcessor
 from .external import TorchvisionClassifierConfig, TorchvisionForImageClassification
 from .simple_cnn import MLPConfig, MLPForImageClassification, SimpleCNNConfig, SimpleCNNForImageClassification
+from .unet import UNetConfig, UNetForSemanticSegmentation
 
-CLASSIFIERS = [
-    (SimpleCNNConfig, SimpleCNNForImageClassification),
-    (MLPConfig, MLPForImageClassification),
-    (TorchvisionClassifierConfig, TorchvisionForImageClassification),
+AUTO_MODELS = [
+    (AutoModelForImageClassification, SimpleCNNConfig, SimpleCNNForImageClassification),
+    (AutoModelForImageClassification, MLPConfig, MLPForImageClassification),
+    (AutoModelForImageClassification, TorchvisionClassifierConfig, TorchvisionForImageClassification),
+    (AutoModelForSemanticSegmentation, UNetConfig, UNetForSemanticSegmentation),
 ]
 
 
 def register_auto_classes() -> None:
     """Idempotent registration (a second import of the package re-registers nothing)."""
-    for config_class, model_class in CLASSIFIERS:
+    for auto_class, config_class, model_class in AUTO_MODELS:
         AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
-        AutoModelForImageClassification.register(config_class, model_class, exist_ok=True)
+        auto_class.register(config_class, model_class, exist_ok=True)
         AutoImageProcessor.register(
             config_class, image_processor_classes={"torchvision": NeuroImageProcessor}, exist_ok=True
         )

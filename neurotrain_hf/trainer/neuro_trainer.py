@@ -231,9 +231,14 @@ class NeuroTrainer(Trainer):
 
     # --- evaluation: per-rank state, reduced once -------------------------------------------------
     def sample_records(
-        self, indices: list[int], predictions: Any, references: Any, losses: torch.Tensor | None
+        self,
+        indices: list[int],
+        predictions: Any,
+        references: Any,
+        losses: torch.Tensor | None,
+        inputs: dict[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
-        """Per-sample CSV rows of a test run; tasks add their fields."""
+        """Per-sample CSV rows of a test run (``inputs``: the batch, for pictures); tasks add their fields."""
         return [
             {"index": i, "loss": f"{float(losses[k]):.6f}" if losses is not None else ""}
             for k, i in enumerate(indices)
@@ -261,7 +266,11 @@ class NeuroTrainer(Trainer):
             index_list = indices[:n].tolist() if indices is not None else list(range(n))
             self.sample_writer.write(
                 self.sample_records(
-                    index_list, first_n(predictions, n), first_n(references, n), first_n(losses, n)
+                    index_list,
+                    first_n(predictions, n),
+                    first_n(references, n),
+                    first_n(losses, n),
+                    inputs=first_n(inputs, n),
                 )
             )
         return None, None, None

@@ -14,11 +14,11 @@ from typing import Any
 
 import datasets
 import numpy as np
-import torch
 
 from ...config.experiment import ExperimentConfig
 from ...config.sections import DatasetConfig
-from ...data.images import scan_images, to_float
+from ...data.images import scan_images
+from ...data.processor import image_stats
 from ...data.registry import DATASETS, DatasetSource
 from ...data.splits import add_missing_splits
 from ...data.transforms import ImageTransform, image_processor
@@ -27,7 +27,6 @@ from ..base import TaskData
 from . import sources  # noqa: F401  (registers the classification datasets)
 
 logger = logging.getLogger(__name__)
-STATS_SAMPLES = 2000
 
 
 @dataclass
@@ -117,23 +116,6 @@ def array_channels(split: datasets.Dataset) -> int:
     """Channels of a fixed-shape image column (HW or HWC)."""
     shape = split.features["image"].shape
     return 1 if len(shape) == 2 or shape[-1] in (1, 2) else 3
-
-
-def image_stats(train: datasets.Dataset, processor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean/std of up to ``STATS_SAMPLES`` training images (after channel conversion)."""
-    rows = train.select(range(min(len(train), STATS_SAMPLES))).with_format("numpy")["image"]
-    images = processor.decode(rows)
-    total = sq = 0.0
-    count = 0
-    for x in images if not torch.is_tensor(images) else [images]:
-        x = to_float(x).double()
-        dims = (0, 2, 3) if x.dim() == 4 else (1, 2)
-        total = total + x.sum(dim=dims)
-        sq = sq + (x * x).sum(dim=dims)
-        count += x.numel() // x.shape[-3]
-    mean = total / count
-    std = (sq / count - mean**2).clamp_min(1e-12).sqrt().clamp_min(1e-6)
-    return tuple(mean.tolist()), tuple(std.tolist())
 
 
 def prepare(config: ExperimentConfig) -> TaskData:

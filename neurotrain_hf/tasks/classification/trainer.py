@@ -45,7 +45,7 @@ class ClassificationTrainer(NeuroTrainer):
             return {}
         return {"confusion": state.metrics.family("classification").confusion.tolist()}
 
-    def sample_records(self, indices, predictions, references, losses) -> list[dict[str, Any]]:
+    def sample_records(self, indices, predictions, references, losses, inputs=None) -> list[dict[str, Any]]:
         probs = softmax(predictions.float().cpu().numpy())
         preds = probs.argmax(axis=1)
         names = self.label_names_

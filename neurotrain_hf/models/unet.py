@@ -1,0 +1,146 @@
+"""Our U-Net as a ``PreTrainedModel`` (2D and 3D), registered with ``AutoModelForSemanticSegmentation``.
+
+Encoder of ``depth`` levels (two conv-norm-ReLU per level, max-pooling between), a mirrored decoder
+with transposed-convolution upsampling and skip concatenation, a 1x1 head. ``num_labels == 1`` is a
+binary sigmoid head (foreground logit); ``num_labels >= 2`` a softmax head. With deep supervision the
+training output also carries one logit map per decoder level (upsampled) in ``hidden_states``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PretrainedConfig, PreTrainedModel
+from transformers.modeling_outputs import SemanticSegmenterOutput
+
+from ..errors import ConfigError
+from .registry import ModelRequest, register_model
+
+NORMS = ("batch", "instance", "group", "none")
+
+
+class UNetConfig(PretrainedConfig):
+    """Spatial dims, input channels, depth, base width, norm, dropout and deep supervision of ``UNet``."""
+
+    model_type = "neurotrain_unet"
+
+    def __init__(
+        self,
+        spatial_dims: int = 2,
+        num_channels: int = 3,
+        depth: int = 4,
+        base_channels: int = 16,
+        norm: str = "batch",
+        dropout: float = 0.0,
+        deep_supervision: bool = False,
+        **kwargs,
+    ) -> None:
+        self.spatial_dims = int(spatial_dims)
+        self.num_channels = int(num_channels)
+        self.depth = int(depth)
+        self.base_channels = int(base_channels)
+        self.norm = norm
+        self.dropout = float(dropout)
+        self.deep_supervision = bool(deep_supervision)
+        super().__init__(**kwargs)
+
+
+def _norm(kind: str, channels: int, dims: int) -> nn.Module:
+    if kind == "batch":
+        return (nn.BatchNorm2d if dims == 2 else nn.BatchNorm3d)(channels)
+    if kind == "instance":
+        return (nn.InstanceNorm2d if dims == 2 else nn.InstanceNorm3d)(channels, affine=True)
+    if kind == "group":
+        return nn.GroupNorm(min(8, channels), channels)
+    return nn.Identity()
+
+
+class _Block(nn.Sequential):
+    def __init__(self, cin: int, cout: int, cfg: UNetConfig) -> None:
+        conv = nn.Conv2d if cfg.spatial_dims == 2 else nn.Conv3d
+        layers: list[nn.Module] = []
+        for i in range(2):
+            layers += [
+                conv(cin if i == 0 else cout, cout, 3, padding=1, bias=cfg.norm == "none"),
+                _norm(cfg.norm, cout, cfg.spatial_dims),
+                nn.ReLU(),
+            ]
+        if cfg.dropout:
+            layers.append((nn.Dropout2d if cfg.spatial_dims == 2 else nn.Dropout3d)(cfg.dropout))
+        super().__init__(*layers)
+
+
+class UNetForSemanticSegmentation(PreTrainedModel):
+    """U-Net: ``pixel_values`` (B, C, *spatial) -> ``logits`` (B, num_labels, *spatial)."""
+
+    config_class = UNetConfig
+    main_input_name = "pixel_values"
+
+    def __init__(self, config: UNetConfig) -> None:
+        super().__init__(config)
+        if config.spatial_dims not in (2, 3) or config.norm not in NORMS or config.depth < 1:
+            raise ConfigError(
+                f"[model] unet: spatial_dims must be 2 or 3, norm one of {', '.join(NORMS)}, depth >= 1"
+            )
+        dims = config.spatial_dims
+        widths = [config.base_channels * 2**i for i in range(config.depth)]
+        self.down = nn.ModuleList()
+        prev = config.num_channels
+        for width in widths:
+            self.down.append(_Block(prev, width, config))
+            prev = width
+        up_conv = nn.ConvTranspose2d if dims == 2 else nn.ConvTranspose3d
+        head_conv = nn.Conv2d if dims == 2 else nn.Conv3d
+        self.up = nn.ModuleList()
+        self.merge = nn.ModuleList()
+        self.aux = nn.ModuleList()
+        for width in reversed(widths[:-1]):
+            self.up.append(up_conv(prev, width, 2, stride=2))
+            self.merge.append(_Block(2 * width, width, config))
+            if config.deep_supervision:
+                self.aux.append(head_conv(width, config.num_labels, 1))
+            prev = width
+        self.head = head_conv(prev, config.num_labels, 1)
+        self.post_init()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """Keep PyTorch's default initialisation."""
+
+    @property
+    def size_multiple(self) -> int:
+        """Spatial sizes must be multiples of this (the pooling factor)."""
+        return 2 ** (self.config.depth - 1)
+
+    def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None, **kwargs):
+        pool = F.max_pool2d if self.config.spatial_dims == 2 else F.max_pool3d
+        x, skips = pixel_values, []
+        for i, block in enumerate(self.down):
+            x = block(pool(x, 2) if i else x)
+            skips.append(x)
+        aux = []
+        for i, (up, merge) in enumerate(zip(self.up, self.merge)):
+            x = merge(torch.cat([up(x), skips[-2 - i]], dim=1))
+            if self.config.deep_supervision and self.training:
+                aux.append(self.aux[i](x))
+        logits = self.head(x)
+        hidden = None
+        if aux:  # coarsest first; upsampled to the output size
+            size = logits.shape[2:]
+            hidden = tuple(F.interpolate(a, size=size, mode="nearest") for a in aux)
+        loss = None
+        if labels is not None:  # for Auto-class users; neurotrain trainers use their own loss
+            if self.config.num_labels == 1:
+                loss = F.binary_cross_entropy_with_logits(logits[:, 0], labels.float())
+            else:
+                loss = F.cross_entropy(logits, labels.long())
+        return SemanticSegmenterOutput(loss=loss, logits=logits, hidden_states=hidden)
+
+
+@register_model("unet")
+def unet(request: ModelRequest, **kwargs) -> UNetForSemanticSegmentation:
+    """Our U-Net (``[model] kwargs``: spatial_dims, depth, base_channels, norm, dropout, deep_supervision)."""
+    if request.pretrained:
+        raise ConfigError("[model] unet has no pretrained weights; set [model] pretrained = false")
+    config = UNetConfig(num_channels=request.in_channels, **request.label_maps(), **kwargs)
+    return UNetForSemanticSegmentation(config)

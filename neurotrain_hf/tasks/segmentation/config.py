@@ -1,0 +1,86 @@
+"""``SegmentationConfig``: the ``[training]`` section of 2D (and 3D) segmentation experiments."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ...trainer.neuro_config import NeuroTrainingArguments
+
+DEFAULT_METRICS = [
+    "f1",
+    "accuracy",
+    "sensitivity",
+    "specificity",
+    "auc",
+    "iou",
+    "mcc",
+    "best_f1",
+    "best_f1_threshold",
+    "mean_dice",
+    "mean_iou",
+]
+
+
+@dataclass
+class SegmentationConfig(NeuroTrainingArguments):
+    """Segmentation: Dice + cross-entropy by default; retinal metrics inside the FOV, Dice/IoU per class."""
+
+    loss: str = field(
+        default="dice+ce",
+        metadata={"help": "Loss from the registry or a sum: dice, ce, tversky, focal_tversky (`dice+ce`)."},
+    )
+    metrics: list[str] | None = field(
+        default_factory=lambda: list(DEFAULT_METRICS),
+        metadata={
+            "help": "Inside the FOV (binary heads): accuracy, sensitivity, specificity, precision, f1, iou, "
+            "mcc, auc, best_f1, best_f1_threshold; whole image: mean_dice, mean_iou."
+        },
+    )
+    metric_for_best_model: str | None = field(
+        default="f1", metadata={"help": "Metric that picks the best checkpoint (F1 = Dice inside the FOV)."}
+    )
+    threshold: float = field(
+        default=0.5,
+        metadata={"help": "Foreground probability threshold of binary (sigmoid) heads.", "min": 0.0, "max": 1.0},
+    )
+    eval_mode: str = field(
+        default="full",
+        metadata={
+            "help": "Evaluation and prediction: `full` image (padded to the network's multiple) or `sliding` "
+            "window (MONAI SlidingWindowInferer).",
+            "choices": ["full", "sliding"],
+        },
+    )
+    roi_size: int | None = field(
+        default=None,
+        metadata={"help": "Sliding-window size; default: [augmentation] random_crop.", "min": 1},
+    )
+    sw_overlap: float = field(
+        default=0.5, metadata={"help": "Sliding-window overlap.", "min": 0.0, "max": 0.95}
+    )
+    sw_batch_size: int = field(default=8, metadata={"help": "Windows per forward pass.", "min": 1})
+    sw_blend: str = field(
+        default="gaussian",
+        metadata={"help": "Blending of overlapping windows.", "choices": ["gaussian", "constant"]},
+    )
+    overlays: int = field(
+        default=8, metadata={"help": "Overlay PNGs the Tester writes (first N test images).", "min": 0}
+    )
+    post_opening: int = field(
+        default=0, metadata={"help": "Predictor post-processing: opening radius in pixels (0 = off).", "min": 0}
+    )
+    post_closing: int = field(
+        default=0, metadata={"help": "Predictor post-processing: closing radius in pixels (0 = off).", "min": 0}
+    )
+    post_fill_holes: bool = field(default=False, metadata={"help": "Predictor post-processing: fill holes."})
+    post_min_size: int = field(
+        default=0,
+        metadata={"help": "Predictor post-processing: drop components smaller than this (pixels).", "min": 0},
+    )
+    post_keep_largest: bool = field(
+        default=False, metadata={"help": "Predictor post-processing: keep the largest component per class."}
+    )
+    post_connectivity: int = field(
+        default=1,
+        metadata={"help": "Component connectivity: 1 = faces only, 2 (3 in 3D) = with diagonals.", "min": 1, "max": 3},
+    )

@@ -1,0 +1,167 @@
+"""Segmentation data: sources -> ``image``/``mask``/``fov`` splits, checked pairs, stats, joint transforms.
+
+Sources (``sources.py``, ``synthetic.py``) give rows with ``image``, ``mask``, ``fov`` (or None),
+``id`` and ``source``. File-based pairs are checked once before training: an unreadable file, an image
+and mask (or FOV) of different sizes, or mask values outside the binary pair / the label set stop with
+one line naming the file, or are skipped and counted with ``[dataset] skip_bad_samples``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import datasets
+import numpy as np
+
+from ...config.experiment import ExperimentConfig
+from ...data.images import image_name, inspect_image, is_colour, open_image
+from ...data.processor import NeuroImageProcessor, image_stats
+from ...data.registry import DATASETS, DatasetSource
+from ...data.splits import add_missing_splits
+from ...errors import DataError
+from ..base import TaskData
+from . import synthetic  # noqa: F401  (registers synthetic_retina)
+from .transforms import SegmentationTransform, decode_mask
+
+logger = logging.getLogger(__name__)
+COLUMNS = ("image", "mask", "fov", "id", "source")
+
+
+@dataclass
+class SegmentationInfo:
+    """What the model and the metrics need to know: head size (1 = binary sigmoid), channels, stats."""
+
+    num_labels: int
+    label_names: list[str]
+    channels: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    sources: list[str]
+
+
+def _source_modules() -> None:
+    from . import sources  # noqa: F401  (registers the official layouts)
+
+
+def standardize(source: DatasetSource, name: str) -> datasets.DatasetDict:
+    """Every split with the columns image, mask, fov, id, source (missing optional ones added)."""
+    out = {}
+    for split_name, split in source.splits.items():
+        if "image" not in split.column_names:
+            raise DataError(f"[dataset] {name}: split {split_name!r} has no image column ({', '.join(split.column_names)})")
+        n = len(split)
+        for column, default in (("mask", None), ("fov", None), ("id", None), ("source", name)):
+            if column not in split.column_names:
+                values = [str(i) for i in range(n)] if column == "id" else [default] * n
+                split = split.add_column(column, values)
+        out[split_name] = split.select_columns(list(COLUMNS))
+    return datasets.DatasetDict(out)
+
+
+def _is_file_column(split: datasets.Dataset, column: str) -> bool:
+    return isinstance(split.features[column], datasets.Image)
+
+
+def _check_row(row: dict[str, Any], binary: bool, num_labels: int) -> tuple[str, str] | None:
+    """(file, reason) of the first problem in one file-based row, or None."""
+    info = inspect_image(row["image"])
+    if info["error"]:
+        return image_name(row["image"]), f"cannot read this image ({info['error']})"
+    size = (info["width"], info["height"])
+    for column in ("mask", "fov"):
+        value = row[column]
+        if value is None:
+            continue
+        found = inspect_image(value)
+        if found["error"]:
+            return image_name(value), f"cannot read this {column} ({found['error']})"
+        if (found["width"], found["height"]) != size:
+            return image_name(value), (
+                f"{column} is {found['width']}x{found['height']} but its image "
+                f"{image_name(row['image'])} is {size[0]}x{size[1]}"
+            )
+        if column == "mask" and not binary:
+            top = int(decode_mask(value, binary=False).max())
+            if top >= num_labels:
+                return image_name(value), f"label {top} but [model] num_labels is {num_labels}"
+    return None
+
+
+def check_pairs(dsd: datasets.DatasetDict, config: ExperimentConfig, binary: bool, num_labels: int):
+    """Refuse or skip bad file pairs; returns (splits, any colour image?, report)."""
+    out, skipped, colour = {}, {}, None
+    for name, split in dsd.items():
+        if not _is_file_column(split, "image"):
+            out[name] = split
+            continue
+        bad, rows = [], split.with_format(None)
+        for i in range(len(split)):
+            row = rows[i]
+            problem = _check_row(row, binary, num_labels)
+            if problem is None:
+                if colour is None or not colour:
+                    with open_image(row["image"]) as image:
+                        colour = bool(colour) or is_colour(image)
+                continue
+            if not config.dataset.skip_bad_samples:
+                raise DataError(f"{problem[0]}: {problem[1]}; fix or remove it, or set [dataset] skip_bad_samples = true")
+            logger.warning("skipped %s (%s)", *problem)
+            bad.append(i)
+            skipped.setdefault(name, []).append(problem[0])
+        out[name] = split.select(np.setdiff1d(np.arange(len(split)), bad)) if bad else split
+    report = {"skipped_samples": {k: len(v) for k, v in skipped.items()}, "skipped_files": skipped}
+    return datasets.DatasetDict(out), colour, report
+
+
+def _channels(config: ExperimentConfig, colour: bool | None, train: datasets.Dataset) -> int:
+    if config.dataset.channels:
+        return config.dataset.channels
+    if colour is not None:
+        return 3 if colour else 1
+    shape = train.features["image"].shape
+    return 1 if len(shape) == 2 or shape[-1] in (1, 2) else 3
+
+
+def prepare(config: ExperimentConfig) -> TaskData:
+    """Build, check and split the configured dataset; attach the joint train/eval transforms."""
+    _source_modules()
+    cfg = config.dataset
+    num_labels = config.model.num_labels or 1
+    binary = num_labels == 1
+    source = DATASETS.get(cfg.name)(cfg)
+    dsd = standardize(source, cfg.name)
+    dsd = datasets.DatasetDict({k: v for k, v in dsd.items() if k == "train" or len(v)})
+    unlabeled = [
+        k
+        for k, v in dsd.items()
+        if k != "train" and _is_file_column(v, "mask") and all(m is None for m in v.with_format(None)["mask"])
+    ]
+    for name in unlabeled:  # e.g. DRIVE's test set without its withheld annotations
+        logger.warning("[dataset] %s: the %s split has no annotations; it is split from train instead", cfg.name, name)
+        del dsd[name]
+    dsd, colour, report = check_pairs(dsd, config, binary, num_labels)
+    dsd = add_missing_splits(dsd, cfg, config.basic.seed)
+    if len(dsd["train"]) == 0:
+        raise DataError(f"[dataset] {cfg.name}: the train split is empty")
+    channels = _channels(config, colour, dsd["train"])
+    plain = NeuroImageProcessor(num_channels=channels, size=config.augmentation.resize, do_normalize=False)
+    mean, std = config.augmentation.mean or source.mean, config.augmentation.std or source.std
+    if mean is None or std is None:
+        mean, std = image_stats(dsd["train"], plain)
+    processor = NeuroImageProcessor(
+        num_channels=channels,
+        size=config.augmentation.resize,
+        do_normalize=config.augmentation.normalize,
+        image_mean=list(mean),
+        image_std=list(std),
+    )
+    names = ["foreground"] if binary else [str(i) for i in range(num_labels)]
+    sources = sorted({s for split in dsd.values() for s in split.with_format(None)["source"]})
+    info = SegmentationInfo(num_labels, names, channels, tuple(mean), tuple(std), sources)
+    for name, split in dsd.items():
+        transform = SegmentationTransform(processor, config.augmentation, binary, train=name == "train")
+        split.set_transform(transform, columns=["image", "mask", "fov"])  # fixed-shape: zero-copy reads
+    report["dataset"] = {"name": cfg.name, **asdict(info), "samples": {k: len(v) for k, v in dsd.items()}}
+    return TaskData(dsd, info, processor, report)

@@ -1,0 +1,118 @@
+"""Segmentation metrics streamed with flat memory: retinal protocol inside the FOV, whole-image overlap.
+
+- Inside the FOV (the whole image when a dataset has none), binary heads: accuracy, sensitivity,
+  specificity, precision, F1 (= Dice), IoU and MCC at the threshold, AUC-ROC, and the best-F1
+  threshold, from ``metrics.threshold.ThresholdSweep`` counts over a 1,001-point threshold grid (AUC by
+  the trapezoid rule over that grid's ROC points).
+- Whole image, per class: ``mean_dice`` / ``mean_iou`` from ``metrics.overlap.OverlapAccumulator``
+  (per-image mean, MONAI's empty-reference convention).
+State is counts only; ``merge`` adds another process's state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from ...metrics.overlap import OverlapAccumulator
+from ...metrics.registry import merge_state
+from ...metrics.threshold import ThresholdSweep
+
+FOV_METRICS = ("accuracy", "sensitivity", "specificity", "precision", "f1", "iou", "mcc", "auc")
+THRESHOLD_METRICS = ("best_f1", "best_f1_threshold")
+OVERLAP_METRICS = ("mean_dice", "mean_iou")
+ALL_METRICS = (*FOV_METRICS, *THRESHOLD_METRICS, *OVERLAP_METRICS)
+
+
+def mcc(tp: float, fp: float, tn: float, fn: float) -> float:
+    """Matthews correlation coefficient (0 when a marginal is empty, as scikit-learn)."""
+    denom = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    return float((tp * tn - fp * fn) / denom) if denom > 0 else 0.0
+
+
+def counts(sweep: ThresholdSweep) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """(TP, FP) per swept threshold (predicted positive: p >= t), and the positive/negative totals."""
+    tp = np.cumsum(sweep.pos[::-1])[::-1][1:].astype(np.float64)
+    fp = np.cumsum(sweep.neg[::-1])[::-1][1:].astype(np.float64)
+    return tp, fp, int(sweep.pos.sum()), int(sweep.neg.sum())
+
+
+def roc_auc(sweep: ThresholdSweep) -> float:
+    """Area under the ROC points of a threshold sweep (trapezoid rule), NaN without both classes."""
+    tp, fp, p, n = counts(sweep)
+    if p == 0 or n == 0:
+        return float("nan")
+    tpr = np.concatenate([[1.0], tp / p, [0.0]])
+    fpr = np.concatenate([[1.0], fp / n, [0.0]])
+    return float(-np.trapezoid(tpr, fpr))
+
+
+class SegmentationMetrics:
+    """Streaming segmentation metrics over batches of (predictions dict, references dict)."""
+
+    def __init__(self, names: Sequence[str], num_labels: int, threshold: float = 0.5) -> None:
+        unknown = sorted(set(names) - set(ALL_METRICS))
+        if unknown:
+            from ...errors import ConfigError
+
+            raise ConfigError(f"[training] metrics: unknown {unknown}; segmentation has {', '.join(ALL_METRICS)}")
+        self.names = list(names)
+        self.num_labels = num_labels
+        self.threshold = threshold
+        self.binary = num_labels == 1
+        self.sweep = ThresholdSweep(np.linspace(0.0, 1.0, 1001))
+        classes = 2 if self.binary else num_labels
+        self.dice = OverlapAccumulator("dice", classes, None, False, "per_image")
+        self.iou = OverlapAccumulator("iou", classes, None, False, "per_image")
+
+    def reset(self) -> None:
+        for acc in (self.sweep, self.dice, self.iou):
+            acc.reset()
+
+    def update(self, predictions: dict[str, Any], references: dict[str, torch.Tensor]) -> None:
+        labels = references["labels"]
+        maps = predictions["labels"].cpu().numpy()
+        refs = labels.cpu().numpy()
+        if self.binary:
+            inside = references["fov"].bool()
+            probs = predictions["probability"][inside].float().cpu().numpy()
+            self.sweep.update(probs, labels[inside].cpu().numpy().astype(np.int64))
+        if any(n in OVERLAP_METRICS for n in self.names):
+            self.dice.update(list(maps), list(refs))
+            self.iou.update(list(maps), list(refs))
+
+    def merge(self, other: SegmentationMetrics) -> None:
+        for mine, theirs in ((self.sweep, other.sweep), (self.dice, other.dice), (self.iou, other.iou)):
+            merge_state(mine, theirs)
+
+    def at_threshold(self) -> dict[str, float]:
+        """FOV metrics at the configured threshold, from the sweep's counts."""
+        i = int(np.argmin(np.abs(self.sweep.thresholds - self.threshold)))
+        tps, fps, p, n = counts(self.sweep)
+        tp, fp = float(tps[i]), float(fps[i])
+        row = self.sweep.at_index(i)
+        fn, tn = p - tp, n - fp
+        return {
+            "accuracy": row["accuracy"],
+            "sensitivity": row["recall"],
+            "specificity": row["specificity"],
+            "precision": row["precision"],
+            "f1": row["f1"],
+            "iou": row["iou"],
+            "mcc": mcc(tp, fp, tn, fn),
+        }
+
+    def compute(self) -> dict[str, float]:
+        out: dict[str, Any] = {}
+        if self.binary and self.sweep.pos.sum() + self.sweep.neg.sum() > 0:
+            out.update(self.at_threshold())
+            out["auc"] = roc_auc(self.sweep)
+            best = self.sweep.best_threshold("f1")
+            out["best_f1"], out["best_f1_threshold"] = best["f1"], best["threshold"]
+        if self.dice.count:
+            out["mean_dice"] = self.dice.compute(["mean_dice"])["mean_dice"]
+            out["mean_iou"] = self.iou.compute(["mean_iou"])["mean_iou"]
+        return {k: v for k, v in out.items() if k in self.names}

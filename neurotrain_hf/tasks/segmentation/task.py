@@ -1,0 +1,115 @@
+"""``SegmentationTask``: the segmentation hooks the generic runner, Tester and Predictor call.
+
+Inference settings (full image or sliding window), the threshold and the post-processing chosen in
+the config are written into the saved ``config.json`` (``neurotrain_inference``,
+``neurotrain_postprocess``) so the Predictor reproduces the Tester from the model folder alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, fields
+from typing import Any
+
+import numpy as np
+
+from ...models import get_model
+from ...models.unet import UNetForSemanticSegmentation
+from ...models.registry import logits_of
+from ..base import Task, TaskData
+from .data import prepare
+from .inference import SegmentationInference
+from .postprocess import PostProcessConfig, postprocess
+from .trainer import SegmentationTrainer
+
+DEFAULT_PAD_MULTIPLE = 32  # networks other than ours: the usual stride of a 5-level encoder
+
+
+def inference_settings(args, model: Any, roi_default: int | None) -> dict[str, Any]:
+    """The ``SegmentationInference`` keyword arguments a config implies for a model."""
+    multiple = model.size_multiple if isinstance(model, UNetForSemanticSegmentation) else DEFAULT_PAD_MULTIPLE
+    return {
+        "mode": args.eval_mode,
+        "roi_size": args.roi_size or roi_default,
+        "overlap": args.sw_overlap,
+        "sw_batch_size": args.sw_batch_size,
+        "blend": args.sw_blend,
+        "pad_multiple": multiple,
+        "threshold": args.threshold,
+    }
+
+
+def postprocess_settings(args) -> dict[str, Any]:
+    """``PostProcessConfig`` fields from the ``post_*`` options and the threshold."""
+    return {
+        "threshold": args.threshold,
+        "opening": args.post_opening,
+        "closing": args.post_closing,
+        "fill_holes": args.post_fill_holes,
+        "min_size": args.post_min_size,
+        "keep_largest": args.post_keep_largest,
+        "connectivity": args.post_connectivity,
+    }
+
+
+class SegmentationTask(Task):
+    """Images -> label maps; models load with ``AutoModelForSemanticSegmentation``."""
+
+    name = "segmentation"
+    auto_model = "AutoModelForSemanticSegmentation"
+
+    def prepare_data(self, config) -> TaskData:
+        return prepare(config)
+
+    def build_model(self, config, data: TaskData) -> Any:
+        info = data.info
+        return get_model(
+            config.model.name,
+            config.model,
+            num_labels=info.num_labels,
+            in_channels=info.channels,
+            label_names=info.label_names,
+            auto_class=self.auto_model,
+        )
+
+    def build_trainer(self, config, model, data: TaskData, callbacks: list | None = None):
+        args = config.training
+        model.config.neurotrain_inference = inference_settings(args, model, config.augmentation.random_crop)
+        model.config.neurotrain_postprocess = postprocess_settings(args)
+        return SegmentationTrainer(
+            model,
+            args,
+            train_dataset=data.splits["train"],
+            eval_dataset=data.splits.get("valid"),
+            num_labels=data.info.num_labels,
+            mean=data.info.mean,
+            std=data.info.std,
+            inference=self.inference(model.config),
+            callbacks=callbacks,
+        )
+
+    def inference(self, model_config: Any = None) -> SegmentationInference:
+        settings = getattr(model_config, "neurotrain_inference", None) or {}
+        return SegmentationInference(**settings)
+
+    def predictions(self, outputs: Any, model: Any) -> list[dict[str, Any]]:
+        """Per image: the post-processed label map (uint8) and, for binary heads, the probability map."""
+        settings = getattr(model.config, "neurotrain_postprocess", None) or {}
+        cfg = PostProcessConfig(**{f.name: settings[f.name] for f in fields(PostProcessConfig) if f.name in settings})
+        logits = logits_of(outputs).float()
+        num_labels = logits.shape[1]
+        records = []
+        for item in logits:
+            if num_labels == 1:
+                probability = item[0].sigmoid().cpu().numpy()
+                labels = (probability >= cfg.threshold).astype(np.uint8)
+            else:
+                probability = None
+                labels = item.argmax(0).cpu().numpy().astype(np.uint8)
+            if cfg.active():
+                labels = postprocess(labels, max(num_labels, 2), cfg).astype(np.uint8)
+            records.append({"mask": labels, "probability": probability, "postprocess": asdict(cfg)})
+        return records
+
+    def summary(self, record: dict[str, Any]) -> dict[str, Any]:
+        mask = record["mask"]
+        return {"shape": list(mask.shape), "foreground_fraction": round(float((mask > 0).mean()), 6)}

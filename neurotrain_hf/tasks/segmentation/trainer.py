@@ -1,0 +1,90 @@
+"""``SegmentationTrainer``: NeuroTrainer for dense masks (Dice-type losses, FOV metrics, overlays)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ...losses import LossOptions, build_loss
+from ...trainer.neuro_trainer import NeuroTrainer
+from .config import SegmentationConfig
+from .metrics import SegmentationMetrics
+from .overlay import save_overlay
+
+
+def image_scores(pred: np.ndarray, ref: np.ndarray, inside: np.ndarray) -> dict[str, float]:
+    """Per-image foreground Dice/IoU/sensitivity/specificity/accuracy inside ``inside`` (binary rule)."""
+    p, r = pred[inside] > 0, ref[inside] > 0
+    tp, fp, fn = float((p & r).sum()), float((p & ~r).sum()), float((~p & r).sum())
+    tn = float(inside.sum()) - tp - fp - fn
+    return {
+        "dice": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0,
+        "iou": tp / (tp + fp + fn) if tp + fp + fn else 1.0,
+        "sensitivity": tp / (tp + fn) if tp + fn else float("nan"),
+        "specificity": tn / (tn + fp) if tn + fp else float("nan"),
+        "accuracy": (tp + tn) / max(tp + tn + fp + fn, 1.0),
+    }
+
+
+class SegmentationTrainer(NeuroTrainer):
+    """Registry loss on (B, C, *spatial) logits, streamed FOV metrics, per-image rows and overlay PNGs."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        args: SegmentationConfig,
+        *,
+        num_labels: int,
+        mean: tuple[float, ...] = (0.0,),
+        std: tuple[float, ...] = (1.0,),
+        **kwargs: Any,
+    ) -> None:
+        self.num_labels = num_labels
+        self.mean, self.std = mean, std
+        opts = LossOptions(args.label_smoothing, args.class_weights, args.focal_gamma)
+        kwargs.setdefault("loss_fn", build_loss(args.loss, args.loss_weights, opts))
+        names = list(args.metrics or [])
+        kwargs.setdefault("metrics", SegmentationMetrics(names, num_labels, args.threshold) if names else None)
+        super().__init__(model, args, **kwargs)
+
+    def count_items(self, inputs: dict[str, Any]) -> None:
+        """Segmentation losses are per-sample means (Dice is not a sum over pixels): a batch mean."""
+        return None
+
+    def _picture(self, pixel_values: torch.Tensor) -> np.ndarray:
+        """Undo the normalisation for display: (C, H, W) -> (H, W, C) float in [0, 1]."""
+        mean = torch.as_tensor(self.mean).view(-1, 1, 1)
+        std = torch.as_tensor(self.std).view(-1, 1, 1)
+        x = (pixel_values.detach().float().cpu() * std + mean).clamp(0, 1)
+        return x.permute(1, 2, 0).numpy()
+
+    def sample_records(self, indices, predictions, references, losses, inputs=None) -> list[dict[str, Any]]:
+        maps = predictions["labels"].cpu().numpy()
+        refs = references["labels"].cpu().numpy()
+        fovs = references["fov"].cpu().numpy().astype(bool)
+        rows = []
+        folder, prefix = None, "test"
+        if self.sample_writer is not None:
+            folder = self.sample_writer.path.parent / "overlays"
+            prefix = self.sample_writer.path.stem.replace("_per_sample", "")
+        for k, index in enumerate(indices):
+            scores = image_scores(maps[k], refs[k], fovs[k])
+            rows.append(
+                {
+                    "index": index,
+                    **{name: f"{value:.6f}" for name, value in scores.items()},
+                    "loss": f"{float(losses[k]):.6f}" if losses is not None else "",
+                }
+            )
+            if folder is not None and inputs is not None and index < self.args.overlays:
+                save_overlay(
+                    Path(folder) / f"{prefix}_{index:04d}.png",
+                    self._picture(inputs["pixel_values"][k]),
+                    refs[k],
+                    maps[k],
+                    fov=fovs[k],
+                )
+        return rows

@@ -1,0 +1,129 @@
+"""Joint image + mask (+ FOV) transforms: ``torchvision.transforms.v2`` on ``tv_tensors``.
+
+The image is a ``tv_tensors.Image`` and the mask and FOV are ``tv_tensors.Mask``, so every geometric
+op (crop, flips, rotation, elastic) moves them together and masks are resampled with nearest
+neighbours; photometric ops (colour jitter, gamma) touch the image only. Patches are cropped around a
+foreground pixel with probability ``foreground_ratio`` (nnU-Net's oversampling), else anywhere.
+Random draws come from torch's RNG, which the batch loader seeds per batch (exact resume).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
+
+from ...config.sections import AugmentationConfig
+from ...data.images import decode_image
+from ...data.processor import NeuroImageProcessor
+
+
+class ForegroundCrop(v2.Transform):
+    """Random ``size`` crop; with probability ``foreground_ratio`` centred on a random foreground pixel."""
+
+    def __init__(self, size: int, foreground_ratio: float = 0.0) -> None:
+        super().__init__()
+        self.size, self.foreground_ratio = size, foreground_ratio
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        mask = next(x for x in flat_inputs if isinstance(x, tv_tensors.Mask))
+        h, w = mask.shape[-2:]
+        s = self.size
+        if self.foreground_ratio and float(torch.rand(())) < self.foreground_ratio:
+            fg = torch.nonzero(mask.reshape(h, w) > 0)
+            if len(fg):
+                y, x = fg[int(torch.randint(len(fg), ()))].tolist()
+                top = min(max(y - s // 2, 0), max(h - s, 0))
+                left = min(max(x - s // 2, 0), max(w - s, 0))
+                return {"top": top, "left": left}
+        return {"top": int(torch.randint(max(h - s, 0) + 1, ())), "left": int(torch.randint(max(w - s, 0) + 1, ()))}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        return TF.crop(inpt, params["top"], params["left"], self.size, self.size)
+
+
+class RandomGamma(v2.Transform):
+    """Gamma correction of the image only, gamma uniform in [1 - g, 1 + g]."""
+
+    def __init__(self, strength: float) -> None:
+        super().__init__()
+        self.strength = strength
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        return {"gamma": 1 - self.strength + 2 * self.strength * float(torch.rand(()))}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if not isinstance(inpt, tv_tensors.Image):  # masks pass through untouched
+            return inpt
+        return TF.adjust_gamma(inpt, params["gamma"])
+
+
+def joint_random_ops(aug: AugmentationConfig, channels: int) -> v2.Compose | None:
+    """The training-only joint transforms from ``[augmentation]`` (None when there are none)."""
+    ops: list[Any] = []
+    if aug.random_crop:
+        ops.append(ForegroundCrop(aug.random_crop, aug.foreground_ratio))
+    if aug.horizontal_flip:
+        ops.append(v2.RandomHorizontalFlip(aug.horizontal_flip))
+    if aug.vertical_flip:
+        ops.append(v2.RandomVerticalFlip(aug.vertical_flip))
+    if aug.rotation:
+        ops.append(v2.RandomRotation(aug.rotation))
+    if aug.elastic:
+        ops.append(v2.ElasticTransform(alpha=aug.elastic, sigma=5.0))
+    if aug.color_jitter:
+        s = aug.color_jitter
+        ops.append(v2.ColorJitter(brightness=s, contrast=s, saturation=s if channels == 3 else None))
+    if aug.gamma:
+        ops.append(RandomGamma(aug.gamma))
+    return v2.Compose(ops) if ops else None
+
+
+def decode_mask(value: Any, binary: bool) -> torch.Tensor:
+    """A mask value -> (H, W) long labels; binary masks: foreground where value > half the file's max."""
+    tensor = decode_image(value, 1)[0]
+    if binary:
+        top = int(tensor.max()) if tensor.numel() else 0
+        return (tensor > top / 2).long() if top > 0 else torch.zeros_like(tensor, dtype=torch.long)
+    return tensor.long()
+
+
+@dataclass
+class SegmentationTransform:
+    """``image``/``mask``/``fov`` columns -> ``pixel_values`` (B,C,H,W), ``labels`` (B,H,W), ``fov`` (B,H,W)."""
+
+    processor: NeuroImageProcessor
+    aug: AugmentationConfig
+    binary: bool = True
+    train: bool = False
+    _random: Any = field(init=False, repr=False, default=None)
+
+    def __post_init__(self) -> None:
+        self._random = joint_random_ops(self.aug, self.processor.num_channels) if self.train else None
+
+    def _sample(self, image: Any, mask: Any, fov: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        img = tv_tensors.Image(decode_image(image, self.processor.num_channels))
+        h, w = img.shape[-2:]
+        lab = tv_tensors.Mask(decode_mask(mask, self.binary) if mask is not None else torch.zeros(h, w, dtype=torch.long))
+        inside = tv_tensors.Mask(decode_mask(fov, True) if fov is not None else torch.ones(h, w, dtype=torch.long))
+        if self.processor.size:
+            size = [self.processor.size, self.processor.size]
+            img, lab, inside = TF.resize(img, size), TF.resize(lab, size), TF.resize(inside, size)
+        if self._random is not None:
+            img, lab, inside = self._random(img, lab, inside)
+        return img.as_subclass(torch.Tensor), lab.as_subclass(torch.Tensor), inside.as_subclass(torch.Tensor)
+
+    def __call__(self, batch: dict) -> dict:
+        n = len(batch["image"])
+        masks = batch.get("mask", [None] * n)
+        fovs = batch.get("fov", [None] * n)
+        images, labels, inside = zip(*(self._sample(batch["image"][i], masks[i], fovs[i]) for i in range(n)))
+        out = {"pixel_values": self.processor.finish(list(images), crop=False)}
+        out["labels"] = torch.stack(labels)
+        out["fov"] = torch.stack(inside).bool()
+        return out
+
