@@ -144,8 +144,15 @@ def focal(opts: LossOptions) -> LossFn:
 def _monai_region_loss(kind: str, **options):
     """Dice / Tversky from MONAI, one value per sample: sigmoid for a 1-channel head, else softmax."""
 
-    def fn(logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch=None, reduction="mean") -> torch.Tensor:
-        from monai.losses import DiceLoss, TverskyLoss
+    def fn(
+        logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch=None, reduction="mean"
+    ) -> torch.Tensor:
+        try:
+            from monai.losses import DiceLoss, TverskyLoss
+        except ImportError:
+            raise ConfigError(
+                f"[training] loss {kind!r} needs MONAI: pip install 'neurotrain-hf[medical]'"
+            ) from None
 
         binary = logits.shape[1] == 1
         cls = DiceLoss if kind == "dice" else TverskyLoss

@@ -83,8 +83,9 @@ def run(config: ExperimentConfig, callbacks: list | None = None) -> dict[str, An
     train_output = trainer.train(
         resume_from_checkpoint=resume_argument(config.training.resume_from_checkpoint)
     )
-    save_model(trainer, task, data, run_dir / MODEL_DIR)
     valid_artifacts = best_eval_artifacts(trainer)
+    task.finalize_model(trainer.model, valid_artifacts)
+    save_model(trainer, task, data, run_dir / MODEL_DIR)
     report: dict[str, Any] = {
         "task": config.basic.task,
         "run_id": config.basic.run_id,
@@ -94,6 +95,7 @@ def run(config: ExperimentConfig, callbacks: list | None = None) -> dict[str, An
         "train": train_output.metrics,
         "best_checkpoint": trainer.state.best_model_checkpoint,
         "best_metric": trainer.state.best_metric,
+        "valid": {k: v for k, v in valid_artifacts.items() if not isinstance(v, list)},
         **data.report,
     }
     test_artifacts: dict[str, Any] = {}

@@ -101,6 +101,25 @@ class DatasetConfig:
         default=None, metadata={"help": "Keep at most this many samples per split (quick runs).", "min": 1}
     )
     cache_dir: str | None = field(default=None, metadata={"help": "`datasets` cache folder."})
+    sources: dict = field(
+        default_factory=dict,
+        metadata={
+            "help": '`name = "hybrid"`: the datasets to mix, as a table of tables in priority order, e.g. '
+            '{ drive = { root = "data/DRIVE", weight = 2 }, chase_db1 = { root = "data/CHASEDB1" } }; '
+            "each takes [dataset] keys (name defaults to the table key) and a sampling `weight`."
+        },
+    )
+    sampling: str = field(
+        default="weighted",
+        metadata={
+            "help": "Hybrid training mix: `weighted` (by each source's weight), `balanced` (equal shares) or "
+            "`priority` (all samples, listed order; a sample id already taken from an earlier source is skipped).",
+            "choices": ["weighted", "balanced", "priority"],
+        },
+    )
+    sampling_seed: int = field(
+        default=0, metadata={"help": "Seed of the hybrid mix and of each source's split.", "min": 0}
+    )
     channels: int | None = field(
         default=None,
         metadata={
@@ -152,11 +171,18 @@ class AugmentationConfig:
     )
     elastic: float = field(
         default=0.0,
-        metadata={"help": "Elastic deformation strength (alpha of v2.ElasticTransform; 0 disables).", "min": 0.0},
+        metadata={
+            "help": "Elastic deformation strength (alpha of v2.ElasticTransform; 0 disables).",
+            "min": 0.0,
+        },
     )
     gamma: float = field(
         default=0.0,
-        metadata={"help": "Random gamma in [1 - g, 1 + g] on the image only (0 disables).", "min": 0.0, "max": 0.9},
+        metadata={
+            "help": "Random gamma in [1 - g, 1 + g] on the image only (0 disables).",
+            "min": 0.0,
+            "max": 0.9,
+        },
     )
     foreground_ratio: float = field(
         default=0.0,

@@ -1,5 +1,6 @@
 """Data core shared by every task: dataset registry, splits, images, processor, batch-fetching loaders."""
 
+from . import hybrid  # noqa: F401  (registers the "hybrid" dataset)
 from .api import (
     dataset_info,
     get_dataset,

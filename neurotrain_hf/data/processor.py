@@ -101,7 +101,9 @@ class NeuroImageProcessor(BaseImageProcessor):
         return self.preprocess(images, **kwargs)
 
 
-def image_stats(train, processor: NeuroImageProcessor, limit: int = 2000) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def image_stats(
+    train, processor: NeuroImageProcessor, limit: int = 2000
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean/std of up to ``limit`` images of a split (after channel conversion, before scaling)."""
     rows = train.select(range(min(len(train), limit))).with_format("numpy")["image"]
     images = processor.decode(rows)

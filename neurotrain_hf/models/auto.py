@@ -14,6 +14,12 @@ from transformers import (
 )
 
 from ..data.processor import NeuroImageProcessor
+from .dense import (
+    MonaiForSemanticSegmentation,
+    MonaiSegmentationConfig,
+    SmpForSemanticSegmentation,
+    SmpSegmentationConfig,
+)
 from .external import TorchvisionClassifierConfig, TorchvisionForImageClassification
 from .simple_cnn import MLPConfig, MLPForImageClassification, SimpleCNNConfig, SimpleCNNForImageClassification
 from .unet import UNetConfig, UNetForSemanticSegmentation
@@ -23,6 +29,8 @@ AUTO_MODELS = [
     (AutoModelForImageClassification, MLPConfig, MLPForImageClassification),
     (AutoModelForImageClassification, TorchvisionClassifierConfig, TorchvisionForImageClassification),
     (AutoModelForSemanticSegmentation, UNetConfig, UNetForSemanticSegmentation),
+    (AutoModelForSemanticSegmentation, MonaiSegmentationConfig, MonaiForSemanticSegmentation),
+    (AutoModelForSemanticSegmentation, SmpSegmentationConfig, SmpForSemanticSegmentation),
 ]
 
 

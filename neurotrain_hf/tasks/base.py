@@ -53,6 +53,9 @@ class Task:
         """How outputs are produced and turned into metric inputs (shared by eval, Tester, Predictor)."""
         return Inference()
 
+    def finalize_model(self, model: Any, valid_artifacts: dict[str, Any]) -> None:
+        """Before saving: record what validation chose (e.g. a tuned threshold) in the model config."""
+
     # --- saved models and prediction ------------------------------------------------------------------
     def load_model(self, folder: str | Path) -> Any:
         """A trained model folder through the task's transformers Auto class (no remote code)."""

@@ -169,7 +169,7 @@ class NeuroTrainer(Trainer):
         if self.loss_fn is None:
             loss = outputs["loss"] if isinstance(outputs, dict) else outputs[0]
         else:
-            loss = self.loss_fn(logits_of(outputs), inputs["labels"], num_items_in_batch)
+            loss = self.loss_from_outputs(outputs, inputs, num_items_in_batch)
         scale = 1.0
         if num_items_in_batch is not None and self.args.average_tokens_across_devices:
             scale = float(self.accelerator.num_processes)  # the count is global; DDP averages over ranks
@@ -180,6 +180,17 @@ class NeuroTrainer(Trainer):
             for name, value in self.loss_fn.last_terms.items():
                 self._terms[name] = self._terms.get(name, 0.0) + value * scale
         return (loss, outputs) if return_outputs else loss
+
+    def loss_inputs(self, outputs: Any, inputs: dict[str, Any]) -> tuple[torch.Tensor, Any]:
+        """(logits, labels) the loss compares; tasks adapt shapes here (e.g. upsample dense logits)."""
+        return logits_of(outputs), inputs["labels"]
+
+    def loss_from_outputs(
+        self, outputs: Any, inputs: dict[str, Any], num_items_in_batch=None
+    ) -> torch.Tensor:
+        """The training loss of a batch from the model outputs (tasks add e.g. deep supervision)."""
+        logits, labels = self.loss_inputs(outputs, inputs)
+        return self.loss_fn(logits, labels, num_items_in_batch)
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
@@ -247,8 +258,9 @@ class NeuroTrainer(Trainer):
     def per_item_loss(self, outputs: Any, inputs: dict[str, Any], batch_size: int) -> torch.Tensor | None:
         """Per-sample loss, same definition as training (the model's batch loss for own-loss models)."""
         if self.loss_fn is not None:
-            labels = inputs.get("labels")
-            return None if labels is None else self.loss_fn.per_item(logits_of(outputs), labels)
+            if inputs.get("labels") is None:
+                return None
+            return self.loss_fn.per_item(*self.loss_inputs(outputs, inputs))
         loss = outputs.get("loss") if isinstance(outputs, dict) else None
         return None if loss is None else loss.detach().float().reshape(1).expand(batch_size)
 

@@ -39,9 +39,20 @@ class SegmentationConfig(NeuroTrainingArguments):
     metric_for_best_model: str | None = field(
         default="f1", metadata={"help": "Metric that picks the best checkpoint (F1 = Dice inside the FOV)."}
     )
+    deep_supervision: bool = field(
+        default=False,
+        metadata={
+            "help": "Add the model's auxiliary decoder outputs to the loss (weights halving per level, as "
+            "nnU-Net); needs a model built with deep supervision (e.g. unet kwargs deep_supervision = true)."
+        },
+    )
     threshold: float = field(
         default=0.5,
-        metadata={"help": "Foreground probability threshold of binary (sigmoid) heads.", "min": 0.0, "max": 1.0},
+        metadata={
+            "help": "Foreground probability threshold of binary (sigmoid) heads.",
+            "min": 0.0,
+            "max": 1.0,
+        },
     )
     eval_mode: str = field(
         default="full",
@@ -67,10 +78,12 @@ class SegmentationConfig(NeuroTrainingArguments):
         default=8, metadata={"help": "Overlay PNGs the Tester writes (first N test images).", "min": 0}
     )
     post_opening: int = field(
-        default=0, metadata={"help": "Predictor post-processing: opening radius in pixels (0 = off).", "min": 0}
+        default=0,
+        metadata={"help": "Predictor post-processing: opening radius in pixels (0 = off).", "min": 0},
     )
     post_closing: int = field(
-        default=0, metadata={"help": "Predictor post-processing: closing radius in pixels (0 = off).", "min": 0}
+        default=0,
+        metadata={"help": "Predictor post-processing: closing radius in pixels (0 = off).", "min": 0},
     )
     post_fill_holes: bool = field(default=False, metadata={"help": "Predictor post-processing: fill holes."})
     post_min_size: int = field(
@@ -82,5 +95,9 @@ class SegmentationConfig(NeuroTrainingArguments):
     )
     post_connectivity: int = field(
         default=1,
-        metadata={"help": "Component connectivity: 1 = faces only, 2 (3 in 3D) = with diagonals.", "min": 1, "max": 3},
+        metadata={
+            "help": "Component connectivity: 1 = faces only, 2 (3 in 3D) = with diagonals.",
+            "min": 1,
+            "max": 3,
+        },
     )

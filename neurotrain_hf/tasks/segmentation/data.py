@@ -50,7 +50,9 @@ def standardize(source: DatasetSource, name: str) -> datasets.DatasetDict:
     out = {}
     for split_name, split in source.splits.items():
         if "image" not in split.column_names:
-            raise DataError(f"[dataset] {name}: split {split_name!r} has no image column ({', '.join(split.column_names)})")
+            raise DataError(
+                f"[dataset] {name}: split {split_name!r} has no image column ({', '.join(split.column_names)})"
+            )
         n = len(split)
         for column, default in (("mask", None), ("fov", None), ("id", None), ("source", name)):
             if column not in split.column_names:
@@ -82,10 +84,16 @@ def _check_row(row: dict[str, Any], binary: bool, num_labels: int) -> tuple[str,
                 f"{column} is {found['width']}x{found['height']} but its image "
                 f"{image_name(row['image'])} is {size[0]}x{size[1]}"
             )
-        if column == "mask" and not binary:
-            top = int(decode_mask(value, binary=False).max())
-            if top >= num_labels:
-                return image_name(value), f"label {top} but [model] num_labels is {num_labels}"
+        if column == "mask":
+            values = np.unique(decode_mask(value, binary=False).numpy())
+            if binary and len(values) > 2:
+                shown = ", ".join(map(str, values[:6])) + (", ..." if len(values) > 6 else "")
+                return image_name(value), (
+                    f"mask has {len(values)} values ({shown}), not a binary pair; "
+                    "for a label map set [model] num_labels"
+                )
+            if not binary and values.max(initial=0) >= num_labels:
+                return image_name(value), f"label {int(values.max())} but [model] num_labels is {num_labels}"
     return None
 
 
@@ -106,7 +114,9 @@ def check_pairs(dsd: datasets.DatasetDict, config: ExperimentConfig, binary: boo
                         colour = bool(colour) or is_colour(image)
                 continue
             if not config.dataset.skip_bad_samples:
-                raise DataError(f"{problem[0]}: {problem[1]}; fix or remove it, or set [dataset] skip_bad_samples = true")
+                raise DataError(
+                    f"{problem[0]}: {problem[1]}; fix or remove it, or set [dataset] skip_bad_samples = true"
+                )
             logger.warning("skipped %s (%s)", *problem)
             bad.append(i)
             skipped.setdefault(name, []).append(problem[0])
@@ -139,7 +149,9 @@ def prepare(config: ExperimentConfig) -> TaskData:
         if k != "train" and _is_file_column(v, "mask") and all(m is None for m in v.with_format(None)["mask"])
     ]
     for name in unlabeled:  # e.g. DRIVE's test set without its withheld annotations
-        logger.warning("[dataset] %s: the %s split has no annotations; it is split from train instead", cfg.name, name)
+        logger.warning(
+            "[dataset] %s: the %s split has no annotations; it is split from train instead", cfg.name, name
+        )
         del dsd[name]
     dsd, colour, report = check_pairs(dsd, config, binary, num_labels)
     dsd = add_missing_splits(dsd, cfg, config.basic.seed)
@@ -160,8 +172,21 @@ def prepare(config: ExperimentConfig) -> TaskData:
     names = ["foreground"] if binary else [str(i) for i in range(num_labels)]
     sources = sorted({s for split in dsd.values() for s in split.with_format(None)["source"]})
     info = SegmentationInfo(num_labels, names, channels, tuple(mean), tuple(std), sources)
+    columns = ["image", "mask", "fov"]
+    if len(sources) > 1:  # per-source metrics need each sample's source as a number
+        columns.append("source_index")
+        dsd = datasets.DatasetDict(
+            {
+                k: v.map(
+                    lambda batch: {"source_index": [sources.index(s) for s in batch["source"]]},
+                    batched=True,
+                    desc="source index",
+                )
+                for k, v in dsd.items()
+            }
+        )
     for name, split in dsd.items():
         transform = SegmentationTransform(processor, config.augmentation, binary, train=name == "train")
-        split.set_transform(transform, columns=["image", "mask", "fov"])  # fixed-shape: zero-copy reads
+        split.set_transform(transform, columns=columns)  # fixed-shape columns: zero-copy batch reads
     report["dataset"] = {"name": cfg.name, **asdict(info), "samples": {k: len(v) for k, v in dsd.items()}}
     return TaskData(dsd, info, processor, report)

@@ -44,6 +44,9 @@ class SegmentationInference(Inference):
             spec = [p for pad in reversed(pads) for p in (0, pad)]
             x = F.pad(x, spec, mode="constant")
         logits = logits_of(model(pixel_values=x))
+        if logits.shape[2:] != x.shape[2:]:  # heads predicting at a lower resolution (SegFormer: 1/4)
+            mode = "bilinear" if x.dim() == 4 else "trilinear"
+            logits = F.interpolate(logits, size=x.shape[2:], mode=mode, align_corners=False)
         return logits[(..., *[slice(0, s) for s in size])]
 
     def __call__(self, model: torch.nn.Module, inputs: dict[str, Any]) -> SemanticSegmenterOutput:
@@ -66,5 +69,9 @@ class SegmentationInference(Inference):
         else:
             probability = torch.softmax(logits, 1)[:, 1] if logits.shape[1] == 2 else None
             labels = logits.argmax(1)
-        references = {"labels": inputs.get("labels"), "fov": inputs.get("fov")}
+        references = {
+            "labels": inputs.get("labels"),
+            "fov": inputs.get("fov"),
+            "source": inputs.get("source"),
+        }
         return {"probability": probability, "labels": labels}, references

@@ -53,12 +53,16 @@ def roc_auc(sweep: ThresholdSweep) -> float:
 class SegmentationMetrics:
     """Streaming segmentation metrics over batches of (predictions dict, references dict)."""
 
-    def __init__(self, names: Sequence[str], num_labels: int, threshold: float = 0.5) -> None:
+    def __init__(
+        self, names: Sequence[str], num_labels: int, threshold: float = 0.5, sources: Sequence[str] = ()
+    ) -> None:
         unknown = sorted(set(names) - set(ALL_METRICS))
         if unknown:
             from ...errors import ConfigError
 
-            raise ConfigError(f"[training] metrics: unknown {unknown}; segmentation has {', '.join(ALL_METRICS)}")
+            raise ConfigError(
+                f"[training] metrics: unknown {unknown}; segmentation has {', '.join(ALL_METRICS)}"
+            )
         self.names = list(names)
         self.num_labels = num_labels
         self.threshold = threshold
@@ -67,12 +71,29 @@ class SegmentationMetrics:
         classes = 2 if self.binary else num_labels
         self.dice = OverlapAccumulator("dice", classes, None, False, "per_image")
         self.iou = OverlapAccumulator("iou", classes, None, False, "per_image")
+        self.sources = list(sources)
+        # several sources (a hybrid dataset): the same metrics per source, reported as `<name>@<source>`
+        self.per_source = (
+            [SegmentationMetrics(names, num_labels, threshold) for _ in self.sources]
+            if len(self.sources) > 1
+            else []
+        )
 
     def reset(self) -> None:
         for acc in (self.sweep, self.dice, self.iou):
             acc.reset()
+        for sub in self.per_source:
+            sub.reset()
 
     def update(self, predictions: dict[str, Any], references: dict[str, torch.Tensor]) -> None:
+        source = references.get("source")
+        if self.per_source and source is not None:
+            for index in source.unique().tolist():
+                rows = source == index
+                self.per_source[index].update(
+                    {k: v[rows] for k, v in predictions.items() if v is not None},
+                    {k: v[rows] for k, v in references.items() if v is not None},
+                )
         labels = references["labels"]
         maps = predictions["labels"].cpu().numpy()
         refs = labels.cpu().numpy()
@@ -87,6 +108,8 @@ class SegmentationMetrics:
     def merge(self, other: SegmentationMetrics) -> None:
         for mine, theirs in ((self.sweep, other.sweep), (self.dice, other.dice), (self.iou, other.iou)):
             merge_state(mine, theirs)
+        for mine, theirs in zip(self.per_source, other.per_source):
+            mine.merge(theirs)
 
     def at_threshold(self) -> dict[str, float]:
         """FOV metrics at the configured threshold, from the sweep's counts."""
@@ -115,4 +138,7 @@ class SegmentationMetrics:
         if self.dice.count:
             out["mean_dice"] = self.dice.compute(["mean_dice"])["mean_dice"]
             out["mean_iou"] = self.iou.compute(["mean_iou"])["mean_iou"]
-        return {k: v for k, v in out.items() if k in self.names}
+        out = {k: v for k, v in out.items() if k in self.names}
+        for name, sub in zip(self.sources, self.per_source):
+            out.update({f"{k}@{name}": v for k, v in sub.compute().items()})
+        return out

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from ...models import get_model
-from ...models.unet import UNetForSemanticSegmentation
 from ...models.registry import logits_of
+from ...models.unet import UNetForSemanticSegmentation
 from ..base import Task, TaskData
 from .data import prepare
 from .inference import SegmentationInference
@@ -83,9 +83,17 @@ class SegmentationTask(Task):
             num_labels=data.info.num_labels,
             mean=data.info.mean,
             std=data.info.std,
+            sources=data.info.sources,
             inference=self.inference(model.config),
             callbacks=callbacks,
         )
+
+    def finalize_model(self, model: Any, valid_artifacts: dict[str, Any]) -> None:
+        """The validation best-F1 threshold is saved with the model (the Predictor still uses ``threshold``)."""
+        if "best_f1_threshold" in valid_artifacts:
+            settings = dict(model.config.neurotrain_postprocess)
+            settings["best_threshold"] = valid_artifacts["best_f1_threshold"]
+            model.config.neurotrain_postprocess = settings
 
     def inference(self, model_config: Any = None) -> SegmentationInference:
         settings = getattr(model_config, "neurotrain_inference", None) or {}
@@ -94,7 +102,9 @@ class SegmentationTask(Task):
     def predictions(self, outputs: Any, model: Any) -> list[dict[str, Any]]:
         """Per image: the post-processed label map (uint8) and, for binary heads, the probability map."""
         settings = getattr(model.config, "neurotrain_postprocess", None) or {}
-        cfg = PostProcessConfig(**{f.name: settings[f.name] for f in fields(PostProcessConfig) if f.name in settings})
+        cfg = PostProcessConfig(
+            **{f.name: settings[f.name] for f in fields(PostProcessConfig) if f.name in settings}
+        )
         logits = logits_of(outputs).float()
         num_labels = logits.shape[1]
         records = []

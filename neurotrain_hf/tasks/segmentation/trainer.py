@@ -7,12 +7,22 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ...losses import LossOptions, build_loss
+from ...models.registry import logits_of
 from ...trainer.neuro_trainer import NeuroTrainer
 from .config import SegmentationConfig
 from .metrics import SegmentationMetrics
 from .overlay import save_overlay
+
+
+def upsample_to(logits: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
+    """Resize (B, C, *spatial) logits to ``size`` ((bi/tri)linear), unchanged when already that size."""
+    if tuple(logits.shape[2:]) == tuple(size):
+        return logits
+    mode = "bilinear" if len(size) == 2 else "trilinear"
+    return F.interpolate(logits, size=tuple(size), mode=mode, align_corners=False)
 
 
 def image_scores(pred: np.ndarray, ref: np.ndarray, inside: np.ndarray) -> dict[str, float]:
@@ -40,6 +50,7 @@ class SegmentationTrainer(NeuroTrainer):
         num_labels: int,
         mean: tuple[float, ...] = (0.0,),
         std: tuple[float, ...] = (1.0,),
+        sources: list[str] | None = None,
         **kwargs: Any,
     ) -> None:
         self.num_labels = num_labels
@@ -47,8 +58,42 @@ class SegmentationTrainer(NeuroTrainer):
         opts = LossOptions(args.label_smoothing, args.class_weights, args.focal_gamma)
         kwargs.setdefault("loss_fn", build_loss(args.loss, args.loss_weights, opts))
         names = list(args.metrics or [])
-        kwargs.setdefault("metrics", SegmentationMetrics(names, num_labels, args.threshold) if names else None)
+        metrics = SegmentationMetrics(names, num_labels, args.threshold, sources or ()) if names else None
+        kwargs.setdefault("metrics", metrics)
         super().__init__(model, args, **kwargs)
+
+    def loss_inputs(self, outputs: Any, inputs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits at the label resolution (SegFormer-style heads predict at 1/4 size)."""
+        logits, labels = logits_of(outputs), inputs["labels"]
+        return upsample_to(logits, labels.shape[1:]), labels
+
+    def loss_from_outputs(
+        self, outputs: Any, inputs: dict[str, Any], num_items_in_batch=None
+    ) -> torch.Tensor:
+        """Main loss, plus deep supervision on the auxiliary logit maps when enabled (nnU-Net weights).
+
+        Weights halve from the finest auxiliary output to the coarsest and are normalised with the
+        main output's weight 1 to sum to 1. Auxiliary losses are computed first so that the logged
+        per-term values are the main output's.
+        """
+        aux = outputs.get("hidden_states") if self.args.deep_supervision and self.model.training else None
+        if not aux:
+            return super().loss_from_outputs(outputs, inputs, num_items_in_batch)
+        labels = inputs["labels"]
+        weights = [0.5 ** (len(aux) - i) for i in range(len(aux))] + [1.0]  # coarsest first, main last
+        total = sum(weights)
+        loss = sum(
+            w / total * self.loss_fn(upsample_to(a, labels.shape[1:]), labels, num_items_in_batch)
+            for w, a in zip(weights, aux)
+        )
+        return loss + weights[-1] / total * super().loss_from_outputs(outputs, inputs, num_items_in_batch)
+
+    def eval_artifacts(self, state) -> dict[str, Any]:
+        """The validation best-F1 threshold (saved with the model) beside the metrics."""
+        if state.metrics is None or not state.metrics.binary:
+            return {}
+        best = state.metrics.sweep.best_threshold("f1") if state.metrics.sweep.pos.sum() else None
+        return {"best_f1_threshold": best["threshold"], "best_f1": best["f1"]} if best else {}
 
     def count_items(self, inputs: dict[str, Any]) -> None:
         """Segmentation losses are per-sample means (Dice is not a sum over pixels): a batch mean."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
@@ -40,7 +41,10 @@ class ForegroundCrop(v2.Transform):
                 top = min(max(y - s // 2, 0), max(h - s, 0))
                 left = min(max(x - s // 2, 0), max(w - s, 0))
                 return {"top": top, "left": left}
-        return {"top": int(torch.randint(max(h - s, 0) + 1, ())), "left": int(torch.randint(max(w - s, 0) + 1, ()))}
+        return {
+            "top": int(torch.randint(max(h - s, 0) + 1, ())),
+            "left": int(torch.randint(max(w - s, 0) + 1, ())),
+        }
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
         return TF.crop(inpt, params["top"], params["left"], self.size, self.size)
@@ -108,8 +112,12 @@ class SegmentationTransform:
     def _sample(self, image: Any, mask: Any, fov: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         img = tv_tensors.Image(decode_image(image, self.processor.num_channels))
         h, w = img.shape[-2:]
-        lab = tv_tensors.Mask(decode_mask(mask, self.binary) if mask is not None else torch.zeros(h, w, dtype=torch.long))
-        inside = tv_tensors.Mask(decode_mask(fov, True) if fov is not None else torch.ones(h, w, dtype=torch.long))
+        lab = tv_tensors.Mask(
+            decode_mask(mask, self.binary) if mask is not None else torch.zeros(h, w, dtype=torch.long)
+        )
+        inside = tv_tensors.Mask(
+            decode_mask(fov, True) if fov is not None else torch.ones(h, w, dtype=torch.long)
+        )
         if self.processor.size:
             size = [self.processor.size, self.processor.size]
             img, lab, inside = TF.resize(img, size), TF.resize(lab, size), TF.resize(inside, size)
@@ -125,5 +133,6 @@ class SegmentationTransform:
         out = {"pixel_values": self.processor.finish(list(images), crop=False)}
         out["labels"] = torch.stack(labels)
         out["fov"] = torch.stack(inside).bool()
+        if "source_index" in batch:  # which dataset of a hybrid each sample came from
+            out["source"] = torch.as_tensor(np.asarray(batch["source_index"]), dtype=torch.long)
         return out
-
