@@ -5,16 +5,24 @@ peak cannot leak into the next. The child builds model and data, runs ``gc.colle
 ``malloc_trim``, reads its RSS (the baseline), resets the kernel's high-water mark
 (``/proc/self/clear_refs``; where that is not possible a psutil thread samples RSS every millisecond
 instead), runs ``evaluate()`` once and reports the high-water mark minus the baseline: the memory
-evaluation itself added. Both rows run on the CPU (``use_cpu``), otherwise with their defaults.
+evaluation itself added. Modules a row would import lazily inside its first evaluation (MONAI's Dice
+loss) are imported before the baseline (``preload``). Both rows run on the CPU (``use_cpu``), otherwise with their defaults.
 
-Rows (one function each, ``ROWS``; a segmentation row can be added the same way):
-  plain_trainer  transformers.Trainer with default settings (fp32, eval_accumulation_steps unset,
-                 ``batch_eval_metrics`` off) and a ``compute_metrics`` taking accuracy from all gathered
-                 logits, as users typically evaluate; the images come through a ``collate_fn`` that scales
-                 and normalises them (hence ``remove_unused_columns=False``, as in the transformers
-                 image-classification guide);
-  neurotrainer   ClassificationTrainer built by ``neurotrain_hf.runner.build(config)``, metrics
-                 accuracy and f1 (streamed per batch; nothing per sample is kept).
+Rows (one function each, ``ROWS``):
+  plain_trainer      transformers.Trainer with default settings (fp32, eval_accumulation_steps unset,
+                     ``batch_eval_metrics`` off) and a ``compute_metrics`` taking accuracy from all gathered
+                     logits, as users typically evaluate; the images come through a ``collate_fn`` that
+                     scales and normalises them (hence ``remove_unused_columns=False``, as in the
+                     transformers image-classification guide);
+  neurotrainer       ClassificationTrainer built by ``neurotrain_hf.runner.build(config)``, metrics
+                     accuracy and f1 (streamed per batch; nothing per sample is kept);
+  seg_plain_trainer  segmentation reference: transformers.Trainer as above with the U-Net below (its own
+                     BCE loss from ``labels``), a ``collate_fn`` that normalises the images and turns the
+                     masks into long labels, and a ``compute_metrics`` taking pixel accuracy and Dice
+                     from all gathered logit maps and label maps (how users typically evaluate);
+  seg_neurotrainer   SegmentationTrainer built by ``runner.build(config)``: ``eval_mode = "full"``, the
+                     default segmentation metrics (FOV accuracy .. MCC, AUC, best F1 from a 1,001-point
+                     threshold sweep, mean Dice/IoU: counts only) and its dice+ce evaluation loss.
 
 Workload (the choice, stated): synthetic in-memory 3x64x64 uint8 images (the same for both rows),
 ``simple_cnn`` (channels 16, 32) with a 1000-class head (ImageNet-sized), evaluation batch 8 for both
@@ -28,18 +36,29 @@ one-time set-up), which is why the sizes are compared rather than the rows' abso
 classification state is a C x C confusion matrix (8 MB at 1000 classes, quadratic in C): a fixed cost,
 not growth with the set.
 
+Segmentation workload: synthetic retinas (``tasks.segmentation.synthetic.synthetic_split``: image, vessel
+mask, FOV) of ``--seg-image-size`` (512) px, registered in the child as a dataset source (mean/std 0.5,
+so neither row computes statistics), the recipe's U-Net (``unet`` depth 4, base 16, batch norm; binary
+head), evaluation batch ``--seg-batch-size`` (2), on the CPU. The plain Trainer keeps 12 bytes per pixel
+(float32 logits, int64 labels): 1.5 GB for 500 images of 512 px, plus its concatenation copies;
+NeuroTrainer keeps counts. Generating 500 images of 512 px takes about 40 s per child (not in the timed
+evaluation) and each evaluation about 0.2-0.5 s per image on two CPU threads: the default run's
+segmentation rows take tens of minutes (``--quick``: 64 px images; ``--rows`` picks rows).
+
 "peak@N" is the evaluation's peak RSS above the baseline (MB, median over rounds); "growth %" is
 (peak@large - peak@small) / peak@small; the target is "NeuroTrainer growth within 10%" (its evaluation
-memory does not scale with the eval set). glibc's malloc thresholds are fixed in the children
+memory does not scale with the eval set), and "segmentation NeuroTrainer growth within 10%" for its row. glibc's malloc thresholds are fixed in the children
 (``GLIBC_TUNING``, off with ``--glibc-default``) so RSS follows live memory rather than glibc's cache.
 
     .venv/bin/python benchmarks/eval_memory.py            # defaults: sizes 50 and 500, 2 rounds
     .venv/bin/python benchmarks/eval_memory.py --quick    # a few seconds per child: smoke run
+    .venv/bin/python benchmarks/eval_memory.py --rows seg_plain_trainer seg_neurotrainer --sizes 20 80
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -66,6 +85,10 @@ for _key, _value in OFFLINE.items():
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASET_NAME = "eval_memory_synthetic"
+SEG_DATASET_NAME = "eval_memory_synthetic_retina"
+SEG_TRAIN_SAMPLES = 4
+SEG_MODEL_KWARGS = {"depth": 4, "base_channels": 16, "norm": "batch"}
+SEG_ROWS = ("seg_plain_trainer", "seg_neurotrainer")
 TRAIN_SAMPLES = 64
 MB = 1024 * 1024
 # Blocks of 64 KiB and more are mmapped and unmapped at free (no dynamic threshold): RSS follows live
@@ -216,10 +239,99 @@ def build_neurotrainer(n_eval: int, opts, out: str):
     return trainer
 
 
+# --- the segmentation workload ---------------------------------------------------------------------------
+def seg_valid(n_eval: int, opts):
+    """``n_eval`` synthetic retinas (image HxWx3, mask, FOV: uint8 fixed-shape columns) of the eval split."""
+    from neurotrain_hf.tasks.segmentation.synthetic import synthetic_split
+
+    return synthetic_split("valid", n_eval, size=opts.seg_image_size)
+
+
+def build_seg_plain_trainer(n_eval: int, opts, out: str):
+    """transformers.Trainer, default settings; accuracy and Dice from all gathered maps (compute_metrics)."""
+    import numpy as np
+    import torch
+    from transformers import Trainer, TrainingArguments, set_seed
+
+    from neurotrain_hf.models import get_model
+
+    set_seed(0)
+    model = get_model(
+        "unet",
+        {"kwargs": SEG_MODEL_KWARGS},
+        num_labels=1,
+        in_channels=3,
+        auto_class="AutoModelForSemanticSegmentation",
+    )
+    valid = seg_valid(n_eval, opts).with_format("torch", columns=["image", "mask"])
+
+    def collate_fn(rows):
+        x = torch.stack([r["image"] for r in rows]).permute(0, 3, 1, 2).float().div_(255.0)
+        return {"pixel_values": (x - 0.5) / 0.5, "labels": torch.stack([r["mask"] for r in rows]).long()}
+
+    def compute_metrics(pred):
+        fg = pred.predictions[:, 0] > 0  # binary head: logit > 0 <=> probability > 0.5
+        ref = pred.label_ids > 0
+        inter = float(np.logical_and(fg, ref).sum())
+        total = float(fg.sum() + ref.sum())
+        return {"accuracy": float((fg == ref).mean()), "dice": 2 * inter / total if total else 1.0}
+
+    args = TrainingArguments(
+        output_dir=out,
+        per_device_eval_batch_size=opts.seg_batch_size,
+        remove_unused_columns=False,
+        use_cpu=True,
+        report_to="none",
+        disable_tqdm=True,
+    )
+    return Trainer(
+        model=model, args=args, eval_dataset=valid, data_collator=collate_fn, compute_metrics=compute_metrics
+    )
+
+
+def build_seg_neurotrainer(n_eval: int, opts, out: str):
+    """SegmentationTrainer through ``runner.build`` on synthetic retinas (a registered dataset source)."""
+    import datasets
+
+    from neurotrain_hf.config import build_config
+    from neurotrain_hf.data import DatasetSource, register_dataset
+    from neurotrain_hf.runner import build
+    from neurotrain_hf.tasks.segmentation.synthetic import synthetic_split
+
+    def source(cfg):
+        train = synthetic_split("train", SEG_TRAIN_SAMPLES, size=opts.seg_image_size)
+        splits = datasets.DatasetDict({"train": train, "valid": seg_valid(n_eval, opts)})
+        return DatasetSource(splits, mean=(0.5,) * 3, std=(0.5,) * 3)
+
+    register_dataset(SEG_DATASET_NAME)(source)
+    config = build_config(
+        {
+            "basic": {"task": "segmentation", "run_id": "eval_memory_seg", "seed": 0, "output_dir": out},
+            "model": {"name": "unet", "kwargs": SEG_MODEL_KWARGS},
+            "dataset": {"name": SEG_DATASET_NAME, "valid_ratio": 0.0, "test_ratio": 0.0},
+            "training": {
+                "batch_size": opts.seg_batch_size,
+                "eval_mode": "full",
+                "use_cpu": True,
+                "plots": False,
+                "monitor_resources": False,
+                "report_to": "none",
+                "disable_tqdm": True,
+            },
+        },
+        source="eval_memory",
+    )
+    _task, _data, trainer = build(config)
+    assert trainer.args.per_device_eval_batch_size == opts.seg_batch_size
+    return trainer
+
+
 # One function per row: (n_eval, opts, output folder) -> a trainer whose eval_dataset has n_eval samples.
 ROWS: dict[str, Callable] = {
     "plain_trainer": build_plain_trainer,
     "neurotrainer": build_neurotrainer,
+    "seg_plain_trainer": build_seg_plain_trainer,
+    "seg_neurotrainer": build_seg_neurotrainer,
 }
 
 
@@ -233,12 +345,27 @@ def trim_heap() -> None:
         pass
 
 
+def preload(row: str) -> None:
+    """Import before the baseline what a row would import lazily inside its first evaluation.
+
+    dice+ce imports MONAI's Dice loss on its first call (about 100 MB of RSS and 1-3 s): a one-time cost
+    that would inflate peak@small (shrinking the growth %) and the evaluation time. Both segmentation
+    rows get it, so their baselines stay comparable.
+    """
+    if row in SEG_ROWS:
+        with contextlib.suppress(ImportError):
+            import monai.losses  # noqa: F401
+
+
 def child(row: str, n_eval: int, opts) -> dict:
     import torch
 
     torch.set_num_threads(opts.threads)
+    preload(row)
     with tempfile.TemporaryDirectory() as out:
+        built = time.perf_counter()
         trainer = ROWS[row](n_eval, opts, out)
+        build_seconds = time.perf_counter() - built
         assert len(trainer.eval_dataset) == n_eval, (len(trainer.eval_dataset), n_eval)
         gc.collect()
         trim_heap()
@@ -255,6 +382,7 @@ def child(row: str, n_eval: int, opts) -> dict:
         "peak_mb": meter.peak / MB,
         "growth_mb": (meter.peak - base) / MB,
         "seconds": seconds,
+        "build_seconds": build_seconds,
         "method": meter.method,
         "accuracy": accuracy,
     }
@@ -265,10 +393,11 @@ def measure(row: str, n_eval: int, opts) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", row, "--size", str(n_eval)]
     cmd += ["--num-labels", str(opts.num_labels), "--image-size", str(opts.image_size)]
     cmd += ["--batch-size", str(opts.batch_size), "--threads", str(opts.threads)]
+    cmd += ["--seg-image-size", str(opts.seg_image_size), "--seg-batch-size", str(opts.seg_batch_size)]
     env = {**os.environ, **OFFLINE, "PYTHONPATH": str(ROOT)}
     if not opts.glibc_default:
         env.update(GLIBC_TUNING)
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=opts.timeout)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"{row} @ {n_eval} failed (rc {proc.returncode}):\n{proc.stderr[-3000:]}")
@@ -281,6 +410,9 @@ def parse(argv: list[str] | None):
     parser.add_argument("--num-labels", type=int, default=1000)
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=8, help="eval batch size of both trainers")
+    parser.add_argument("--seg-image-size", type=int, default=512, help="segmentation rows: image side")
+    parser.add_argument("--seg-batch-size", type=int, default=2, help="segmentation rows: eval batch size")
+    parser.add_argument("--timeout", type=int, default=3600, help="seconds per child process")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds; medians are reported")
     parser.add_argument("--threads", type=int, default=2, help="torch threads in each child")
     parser.add_argument(
@@ -288,12 +420,12 @@ def parse(argv: list[str] | None):
     )
     parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS))
     parser.add_argument(
-        "--quick", action="store_true", help="smoke run: sizes 24/96, 100 classes, 32px, 1 round"
+        "--quick", action="store_true", help="smoke run: sizes 24/96, 100 classes, 32px (64px masks), 1 round"
     )
     parser.add_argument("--child", choices=list(ROWS), help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
     if parser.parse_known_args(argv)[0].quick:  # smaller defaults; options given explicitly still win
-        parser.set_defaults(sizes=[24, 96], num_labels=100, image_size=32, rounds=1)
+        parser.set_defaults(sizes=[24, 96], num_labels=100, image_size=32, seg_image_size=64, rounds=1)
     return parser.parse_args(argv)
 
 
@@ -310,29 +442,45 @@ def main(argv: list[str] | None = None) -> int:
                 res = measure(row, n, opts)
                 runs[(row, n)].append(res)
                 print(
-                    f"round {i + 1}: {row:14s} n={n:<6d} baseline {res['baseline_mb']:7.1f} MB  "
+                    f"round {i + 1}: {row:17s} n={n:<6d} baseline {res['baseline_mb']:7.1f} MB  "
                     f"peak {res['peak_mb']:7.1f} MB  growth {res['growth_mb']:6.1f} MB  "
-                    f"{res['seconds']:5.2f} s  accuracy {res['accuracy']:.3f}",
+                    f"{res['seconds']:5.2f} s  accuracy {res['accuracy']:.3f}  (build {res['build_seconds']:.1f} s)",
                     flush=True,
                 )
     method = runs[(opts.rows[0], small)][0]["method"]
-    logits_mb = large * opts.num_labels * 4 / MB
-    print(
-        f"\n{opts.num_labels} classes, images 3x{opts.image_size}x{opts.image_size}, eval batch "
-        f"{opts.batch_size}, {opts.rounds} round(s), peak by {method}; logits of {large} samples: "
-        f"{logits_mb:.1f} MB"
-    )
-    print(f"{'trainer':16s} {f'peak@{small} MB':>14s} {f'peak@{large} MB':>14s} {'growth %':>10s}")
+    print()
+    if any(row not in SEG_ROWS for row in opts.rows):
+        logits_mb = large * opts.num_labels * 4 / MB
+        print(
+            f"{opts.num_labels} classes, images 3x{opts.image_size}x{opts.image_size}, eval batch "
+            f"{opts.batch_size}, {opts.rounds} round(s), peak by {method}; logits of {large} samples: "
+            f"{logits_mb:.1f} MB"
+        )
+    if any(row in SEG_ROWS for row in opts.rows):
+        s = opts.seg_image_size
+        kept_mb = large * s * s * (4 + 8) / MB
+        print(
+            f"segmentation: unet {SEG_MODEL_KWARGS}, binary head, images 3x{s}x{s}, eval batch "
+            f"{opts.seg_batch_size}, {opts.rounds} round(s), peak by {method}; logit and label maps of "
+            f"{large} images: {kept_mb:.1f} MB"
+        )
+    print(f"{'trainer':17s} {f'peak@{small} MB':>14s} {f'peak@{large} MB':>14s} {'growth %':>10s}")
     growth: dict[str, float] = {}
     for row in opts.rows:
         a = statistics.median(r["growth_mb"] for r in runs[(row, small)])
         b = statistics.median(r["growth_mb"] for r in runs[(row, large)])
         growth[row] = 100.0 * (b - a) / a if a > 0 else float("nan")
-        print(f"{row:16s} {a:14.1f} {b:14.1f} {growth[row]:+9.1f}%")
+        print(f"{row:17s} {a:14.1f} {b:14.1f} {growth[row]:+9.1f}%")
     if "neurotrainer" in growth:
         ok = abs(growth["neurotrainer"]) <= 10.0
         print(
             f"NeuroTrainer growth within 10%: {growth['neurotrainer']:+.1f}% ({'met' if ok else 'NOT met'})"
+        )
+    if "seg_neurotrainer" in growth:
+        ok = abs(growth["seg_neurotrainer"]) <= 10.0
+        print(
+            f"segmentation NeuroTrainer growth within 10%: {growth['seg_neurotrainer']:+.1f}% "
+            f"({'met' if ok else 'NOT met'})"
         )
     return 0
 

@@ -54,7 +54,7 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-class _DenseModel(PreTrainedModel):
+class DenseModel(PreTrainedModel):
     """Shared forward of the wrappers: ``self.net(pixel_values)`` -> ``SemanticSegmenterOutput``."""
 
     main_input_name = "pixel_values"
@@ -63,6 +63,11 @@ class _DenseModel(PreTrainedModel):
 
     def _init_weights(self, module: nn.Module) -> None:
         """The wrapped library initialises its own modules."""
+
+    @property
+    def size_multiple(self) -> int:
+        """Input sizes are padded to multiples of this at inference (32 covers power-of-2 strides)."""
+        return 32
 
     def _adopt(self, net: nn.Module) -> None:
         """Set ``self.net`` and make it save and load like a transformers model, then ``post_init``.
@@ -182,8 +187,8 @@ class MonaiSegmentationConfig(PretrainedConfig):
         super().__init__(**kwargs)
 
 
-class MonaiForSemanticSegmentation(_DenseModel):
-    """A MONAI network (``self.net``): ``pixel_values`` (B, C, *spatial) -> ``logits`` (B, num_labels, ...)."""
+class MonaiForSemanticSegmentation(DenseModel):
+    """A MONAI network under ``self.net``: ``pixel_values`` (B, C, *spatial) -> ``logits`` (B, L, ...)."""
 
     config_class = MonaiSegmentationConfig
 
@@ -298,7 +303,7 @@ class SmpSegmentationConfig(PretrainedConfig):
         super().__init__(**kwargs)
 
 
-class SmpForSemanticSegmentation(_DenseModel):
+class SmpForSemanticSegmentation(DenseModel):
     """An smp model (``self.net``): ``pixel_values`` (B, C, H, W) -> ``logits`` (B, num_labels, H, W).
 
     ``encoder_weights`` (``"imagenet"``; ``True`` for ``tu-`` encoders) is only for building a new model;

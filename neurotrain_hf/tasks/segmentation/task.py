@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ...models import get_model
+from ...models.dense import DenseModel
 from ...models.registry import logits_of
 from ...models.unet import UNetForSemanticSegmentation
 from ..base import Task, TaskData
@@ -21,12 +22,13 @@ from .inference import SegmentationInference
 from .postprocess import PostProcessConfig, postprocess
 from .trainer import SegmentationTrainer
 
-DEFAULT_PAD_MULTIPLE = 32  # networks other than ours: the usual stride of a 5-level encoder
+DEFAULT_PAD_MULTIPLE = 32  # other networks (hf/): the usual stride of a 5-level encoder
 
 
 def inference_settings(args, model: Any, roi_default: int | None) -> dict[str, Any]:
     """The ``SegmentationInference`` keyword arguments a config implies for a model."""
-    multiple = model.size_multiple if isinstance(model, UNetForSemanticSegmentation) else DEFAULT_PAD_MULTIPLE
+    dense = (UNetForSemanticSegmentation, DenseModel)
+    multiple = model.size_multiple if isinstance(model, dense) else DEFAULT_PAD_MULTIPLE
     return {
         "mode": args.eval_mode,
         "roi_size": args.roi_size or roi_default,
