@@ -30,6 +30,7 @@ dataloader takes to produce the same number of batches on its own (after as many
 over that same wall time. The loop's wait share (time in ``next(loader)``) is printed for comparison.
 
     .venv/bin/python benchmarks/segmentation_throughput.py [--steps 100] [--rounds 3] [--workers 0]
+    .venv/bin/python benchmarks/segmentation_throughput.py --workers 2 --batch-size 8 --patch 128
     .venv/bin/python benchmarks/segmentation_throughput.py --quick    # 64 px patches, a few steps
 """
 
@@ -275,6 +276,7 @@ def parse(argv: list[str] | None):
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians are reported")
     parser.add_argument("--workers", type=int, default=0, help="dataloader_num_workers of both")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument(
         "--quick", action="store_true", help="smoke run: 16 images, 64 px patches, 4 steps, 1 round"
     )
@@ -295,6 +297,8 @@ def share(part: float, whole: float) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     opts = parse(argv)
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
     logging.getLogger("neurotrain_hf").setLevel(logging.WARNING)
     datasets.disable_progress_bars()
     start = time.perf_counter()

@@ -126,17 +126,22 @@ def bce_with_logits(opts: LossOptions) -> LossFn:
 
 @register_loss("focal")
 def focal(opts: LossOptions) -> LossFn:
-    """Multi-class focal loss (Lin et al. 2017): ``-alpha_y (1 - p_y)^gamma log p_y``."""
+    """Focal loss (Lin et al. 2017): ``-alpha_y (1 - p_y)^gamma log p_y``; dense maps average per sample."""
 
     def fn(
         logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch=None, reduction="mean"
     ) -> torch.Tensor:
+        if logits.dim() > 2 and logits.shape[1] == 1:  # dense sigmoid head: binary focal per pixel
+            z, y = logits[:, 0].float(), labels.float()
+            log_p = -F.binary_cross_entropy_with_logits(z, y, reduction="none")  # log p_t
+            per_pixel = -((1 - log_p.exp()) ** opts.focal_gamma) * log_p
+            return _reduce(_per_sample(per_pixel), num_items_in_batch, reduction=reduction).to(logits.dtype)
         log_p = F.log_softmax(logits.float(), dim=1).gather(1, labels.long().unsqueeze(1)).squeeze(1)
         per_item = -((1 - log_p.exp()) ** opts.focal_gamma) * log_p
         weight = _weights(opts, logits)
         if weight is not None:
             per_item = per_item * weight[labels].float()
-        return _reduce(per_item, num_items_in_batch, reduction=reduction).to(logits.dtype)
+        return _reduce(_per_sample(per_item), num_items_in_batch, reduction=reduction).to(logits.dtype)
 
     return fn
 
@@ -189,6 +194,28 @@ def tversky(opts: LossOptions) -> LossFn:
 def focal_tversky(opts: LossOptions) -> LossFn:
     """Focal Tversky loss: the per-sample Tversky loss raised to 0.75."""
     return _monai_region_loss("focal_tversky", alpha=0.3, beta=0.7)
+
+
+@register_loss("cldice")
+def cldice(opts: LossOptions) -> LossFn:
+    """Soft clDice (Shit et al. 2021, MONAI ``SoftclDiceLoss``): topology of thin tubes, binary heads."""
+
+    def fn(
+        logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch=None, reduction="mean"
+    ) -> torch.Tensor:
+        try:
+            from monai.losses import SoftclDiceLoss
+        except ImportError:
+            raise ConfigError(
+                "[training] loss 'cldice' needs MONAI: pip install 'neurotrain-hf[medical]'"
+            ) from None
+        if logits.shape[1] != 1:
+            raise ConfigError("[training] loss 'cldice' is for binary (1-channel sigmoid) heads")
+        loss = SoftclDiceLoss(iter_=3, smooth=1.0, sigmoid=True, reduction="none")
+        per_item = loss(logits.float(), labels.float().unsqueeze(1)).reshape(len(logits))
+        return _reduce(per_item, num_items_in_batch, reduction=reduction).to(logits.dtype)
+
+    return fn
 
 
 class WeightedLoss:

@@ -184,6 +184,14 @@ class AugmentationConfig:
             "max": 0.9,
         },
     )
+    clahe: float = field(
+        default=0.0,
+        metadata={
+            "help": "Probability of CLAHE contrast enhancement (scikit-image equalize_adapthist) on the image.",
+            "min": 0.0,
+            "max": 1.0,
+        },
+    )
     foreground_ratio: float = field(
         default=0.0,
         metadata={

@@ -66,6 +66,7 @@ def test_synthetic_retina_is_deterministic_and_plausible():
         {"rotation": 30.0},
         {"elastic": 30.0},
         {"random_crop": 40, "rotation": 20.0, "horizontal_flip": 0.5, "color_jitter": 0.3, "gamma": 0.3},
+        {"clahe": 1.0, "horizontal_flip": 1.0},
     ],
 )
 def test_joint_transforms_keep_image_and_mask_aligned(aug):
@@ -81,7 +82,7 @@ def test_joint_transforms_keep_image_and_mask_aligned(aug):
         assert img.shape[-2:] == lab.shape[-2:]
         bright = img[0].numpy() > 110
         moved = lab.numpy() > 0
-        if "color_jitter" in aug or "elastic" in aug or "rotation" in aug:
+        if "color_jitter" in aug or "elastic" in aug or "rotation" in aug or "clahe" in aug:
             # interpolation differs at block edges (bilinear image, nearest mask): compare away from edges
             assert (bright != moved).mean() < 0.06
         else:
@@ -169,6 +170,36 @@ def test_fov_metrics_equal_scikit_learn():
     assert out["auc"] == pytest.approx(roc_auc_score(y, p), abs=2e-3)  # 1,001-point grid
     tp = ((pred == 1) & (y == 1)).sum()
     assert out["iou"] == pytest.approx(tp / ((pred == 1) | (y == 1)).sum())
+
+
+def test_surface_metrics_equal_monai():
+    from monai.metrics import compute_hausdorff_distance, compute_surface_dice
+
+    rng = np.random.default_rng(2)
+    pred = torch.from_numpy(rng.random((3, 20, 20)) > 0.6).long()
+    ref = torch.from_numpy(rng.random((3, 20, 20)) > 0.6).long()
+    metrics = SegmentationMetrics(["mean_hd95", "mean_nsd"], 1, nsd_tolerance=1.0)
+    metrics.update(
+        {"probability": pred.float(), "labels": pred}, {"labels": ref, "fov": torch.ones_like(ref).bool()}
+    )
+    out = metrics.compute()
+    hd = compute_hausdorff_distance(pred[:, None].bool(), ref[:, None].bool(), percentile=95)
+    assert out["mean_hd95"] == pytest.approx(float(hd.mean()), rel=1e-6)
+    onehot = lambda x: torch.stack([x == 0, x == 1], 1).float()  # noqa: E731
+    nsd = compute_surface_dice(onehot(pred), onehot(ref), class_thresholds=[1.0], include_background=False)
+    assert out["mean_nsd"] == pytest.approx(float(nsd.mean()), rel=1e-5)
+
+
+def test_dense_focal_and_cldice_are_per_sample():
+    torch.manual_seed(1)
+    logits, labels = torch.randn(3, 1, 12, 12), (torch.rand(3, 12, 12) > 0.7).long()
+    p = logits[:, 0].sigmoid()
+    pt = torch.where(labels == 1, p, 1 - p)
+    focal = (-((1 - pt) ** 2) * pt.log()).mean((1, 2))
+    torch.testing.assert_close(build_loss("focal").per_item(logits, labels), focal, rtol=1e-5, atol=1e-6)
+    cl = build_loss("cldice").per_item(logits, labels)
+    assert cl.shape == (3,) and ((cl >= 0) & (cl <= 1)).all()
+    assert build_loss("cldice")(logits, labels) == pytest.approx(float(cl.mean()), rel=1e-6)
 
 
 def test_segmentation_run_end_to_end(tmp_path, capsys):

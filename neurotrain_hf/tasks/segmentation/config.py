@@ -33,7 +33,8 @@ class SegmentationConfig(NeuroTrainingArguments):
         default_factory=lambda: list(DEFAULT_METRICS),
         metadata={
             "help": "Inside the FOV (binary heads): accuracy, sensitivity, specificity, precision, f1, iou, "
-            "mcc, auc, best_f1, best_f1_threshold; whole image: mean_dice, mean_iou."
+            "mcc, auc, best_f1, best_f1_threshold; whole image: mean_dice, mean_iou, and (slower) mean_nsd, "
+            "mean_hd95."
         },
     )
     metric_for_best_model: str | None = field(
@@ -45,6 +46,9 @@ class SegmentationConfig(NeuroTrainingArguments):
             "help": "Add the model's auxiliary decoder outputs to the loss (weights halving per level, as "
             "nnU-Net); needs a model built with deep supervision (e.g. unet kwargs deep_supervision = true)."
         },
+    )
+    nsd_tolerance: float = field(
+        default=1.0, metadata={"help": "Normalised surface Dice tolerance in pixels (mean_nsd).", "min": 0.0}
     )
     threshold: float = field(
         default=0.5,

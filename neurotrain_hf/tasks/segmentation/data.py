@@ -22,7 +22,7 @@ from ...data.registry import DATASETS, DatasetSource
 from ...data.splits import add_missing_splits
 from ...errors import DataError
 from ..base import TaskData
-from . import synthetic  # noqa: F401  (registers synthetic_retina)
+from . import sources, synthetic  # noqa: F401  (register the official layouts and synthetic_retina)
 from .transforms import SegmentationTransform, decode_mask
 
 logger = logging.getLogger(__name__)
@@ -39,10 +39,6 @@ class SegmentationInfo:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     sources: list[str]
-
-
-def _source_modules() -> None:
-    from . import sources  # noqa: F401  (registers the official layouts)
 
 
 def standardize(source: DatasetSource, name: str) -> datasets.DatasetDict:
@@ -136,7 +132,6 @@ def _channels(config: ExperimentConfig, colour: bool | None, train: datasets.Dat
 
 def prepare(config: ExperimentConfig) -> TaskData:
     """Build, check and split the configured dataset; attach the joint train/eval transforms."""
-    _source_modules()
     cfg = config.dataset
     num_labels = config.model.num_labels or 1
     binary = num_labels == 1

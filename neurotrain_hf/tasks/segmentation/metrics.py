@@ -5,7 +5,8 @@
   threshold, from ``metrics.threshold.ThresholdSweep`` counts over a 1,001-point threshold grid (AUC by
   the trapezoid rule over that grid's ROC points).
 - Whole image, per class: ``mean_dice`` / ``mean_iou`` from ``metrics.overlap.OverlapAccumulator``
-  (per-image mean, MONAI's empty-reference convention).
+  (per-image mean, MONAI's empty-reference convention); opt-in ``mean_nsd`` (``metrics.surface``,
+  tolerance ``nsd_tolerance`` pixels) and ``mean_hd95`` (MONAI's 95th-percentile Hausdorff distance).
 State is counts only; ``merge`` adds another process's state.
 """
 
@@ -19,12 +20,58 @@ import torch
 
 from ...metrics.overlap import OverlapAccumulator
 from ...metrics.registry import merge_state
+from ...metrics.surface import SurfaceDiceAccumulator
 from ...metrics.threshold import ThresholdSweep
 
 FOV_METRICS = ("accuracy", "sensitivity", "specificity", "precision", "f1", "iou", "mcc", "auc")
 THRESHOLD_METRICS = ("best_f1", "best_f1_threshold")
 OVERLAP_METRICS = ("mean_dice", "mean_iou")
-ALL_METRICS = (*FOV_METRICS, *THRESHOLD_METRICS, *OVERLAP_METRICS)
+SURFACE_METRICS = ("mean_nsd", "mean_hd95")  # per class, whole image; costlier, so opt-in
+ALL_METRICS = (*FOV_METRICS, *THRESHOLD_METRICS, *OVERLAP_METRICS, *SURFACE_METRICS)
+
+
+class HausdorffAccumulator:
+    """Streaming 95th-percentile Hausdorff distance (MONAI ``compute_hausdorff_distance``) per class.
+
+    Images where a class is empty in the reference or the prediction are left out of that class.
+    """
+
+    STATE = ("distance_sum", "distance_count", "count")
+
+    def __init__(self, num_labels: int) -> None:
+        self.num_labels = num_labels
+        self.reset()
+
+    def reset(self) -> None:
+        self.distance_sum = np.zeros(self.num_labels)
+        self.distance_count = np.zeros(self.num_labels)
+        self.count = 0
+
+    def update(self, predictions: Sequence[np.ndarray], references: Sequence[np.ndarray]) -> None:
+        from monai.metrics import compute_hausdorff_distance
+
+        for pred, ref in zip(predictions, references):
+            classes = range(1, self.num_labels)
+            p = np.stack([pred == c for c in classes])[None]
+            r = np.stack([ref == c for c in classes])[None]
+            keep = p.reshape(len(classes), -1).any(1) & r.reshape(len(classes), -1).any(1)
+            if keep.any():
+                hd = compute_hausdorff_distance(torch.from_numpy(p), torch.from_numpy(r), percentile=95)
+                values = hd.numpy()[0]
+                for i, c in enumerate(classes):
+                    if keep[i] and np.isfinite(values[i]):
+                        self.distance_sum[c] += values[i]
+                        self.distance_count[c] += 1
+            self.count += 1
+
+    def compute(self) -> float:
+        """Mean over classes of the per-class mean HD95 (NaN when no image had the class on both sides)."""
+        valid = self.distance_count > 0
+        return (
+            float((self.distance_sum[valid] / self.distance_count[valid]).mean())
+            if valid.any()
+            else float("nan")
+        )
 
 
 def mcc(tp: float, fp: float, tn: float, fn: float) -> float:
@@ -54,7 +101,12 @@ class SegmentationMetrics:
     """Streaming segmentation metrics over batches of (predictions dict, references dict)."""
 
     def __init__(
-        self, names: Sequence[str], num_labels: int, threshold: float = 0.5, sources: Sequence[str] = ()
+        self,
+        names: Sequence[str],
+        num_labels: int,
+        threshold: float = 0.5,
+        sources: Sequence[str] = (),
+        nsd_tolerance: float = 1.0,
     ) -> None:
         unknown = sorted(set(names) - set(ALL_METRICS))
         if unknown:
@@ -71,6 +123,8 @@ class SegmentationMetrics:
         classes = 2 if self.binary else num_labels
         self.dice = OverlapAccumulator("dice", classes, None, False, "per_image")
         self.iou = OverlapAccumulator("iou", classes, None, False, "per_image")
+        self.nsd = SurfaceDiceAccumulator(classes, tolerance=nsd_tolerance)
+        self.hd95 = HausdorffAccumulator(classes)
         self.sources = list(sources)
         # several sources (a hybrid dataset): the same metrics per source, reported as `<name>@<source>`
         self.per_source = (
@@ -80,7 +134,7 @@ class SegmentationMetrics:
         )
 
     def reset(self) -> None:
-        for acc in (self.sweep, self.dice, self.iou):
+        for acc in self._accumulators():
             acc.reset()
         for sub in self.per_source:
             sub.reset()
@@ -104,12 +158,19 @@ class SegmentationMetrics:
         if any(n in OVERLAP_METRICS for n in self.names):
             self.dice.update(list(maps), list(refs))
             self.iou.update(list(maps), list(refs))
+        if "mean_nsd" in self.names:
+            self.nsd.update(list(maps), list(refs))
+        if "mean_hd95" in self.names:
+            self.hd95.update(list(maps), list(refs))
 
     def merge(self, other: SegmentationMetrics) -> None:
-        for mine, theirs in ((self.sweep, other.sweep), (self.dice, other.dice), (self.iou, other.iou)):
+        for mine, theirs in zip(self._accumulators(), other._accumulators()):
             merge_state(mine, theirs)
         for mine, theirs in zip(self.per_source, other.per_source):
             mine.merge(theirs)
+
+    def _accumulators(self) -> tuple:
+        return (self.sweep, self.dice, self.iou, self.nsd, self.hd95)
 
     def at_threshold(self) -> dict[str, float]:
         """FOV metrics at the configured threshold, from the sweep's counts."""
@@ -138,6 +199,10 @@ class SegmentationMetrics:
         if self.dice.count:
             out["mean_dice"] = self.dice.compute(["mean_dice"])["mean_dice"]
             out["mean_iou"] = self.iou.compute(["mean_iou"])["mean_iou"]
+        if self.nsd.count:
+            out["mean_nsd"] = self.nsd.compute(["mean_nsd"])["mean_nsd"]
+        if self.hd95.count:
+            out["mean_hd95"] = self.hd95.compute()
         out = {k: v for k, v in out.items() if k in self.names}
         for name, sub in zip(self.sources, self.per_source):
             out.update({f"{k}@{name}": v for k, v in sub.compute().items()})

@@ -58,7 +58,11 @@ class SegmentationTrainer(NeuroTrainer):
         opts = LossOptions(args.label_smoothing, args.class_weights, args.focal_gamma)
         kwargs.setdefault("loss_fn", build_loss(args.loss, args.loss_weights, opts))
         names = list(args.metrics or [])
-        metrics = SegmentationMetrics(names, num_labels, args.threshold, sources or ()) if names else None
+        metrics = (
+            SegmentationMetrics(names, num_labels, args.threshold, sources or (), args.nsd_tolerance)
+            if names
+            else None
+        )
         kwargs.setdefault("metrics", metrics)
         super().__init__(model, args, **kwargs)
 

@@ -2,7 +2,7 @@
 
 The image is a ``tv_tensors.Image`` and the mask and FOV are ``tv_tensors.Mask``, so every geometric
 op (crop, flips, rotation, elastic) moves them together and masks are resampled with nearest
-neighbours; photometric ops (colour jitter, gamma) touch the image only. Patches are cropped around a
+neighbours; photometric ops (colour jitter, gamma) touch the image only. CLAHE-style contrast comes from scikit-image. Patches are cropped around a
 foreground pixel with probability ``foreground_ratio`` (nnU-Net's oversampling), else anywhere.
 Random draws come from torch's RNG, which the batch loader seeds per batch (exact resume).
 """
@@ -66,6 +66,30 @@ class RandomGamma(v2.Transform):
         return TF.adjust_gamma(inpt, params["gamma"])
 
 
+class RandomCLAHE(v2.Transform):
+    """Contrast-limited adaptive histogram equalisation of the image (scikit-image), with probability ``p``."""
+
+    def __init__(self, p: float, clip_limit: float = 0.01) -> None:
+        super().__init__()
+        self.p, self.clip_limit = p, clip_limit
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        return {"apply": float(torch.rand(())) < self.p}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if not params["apply"] or not isinstance(inpt, tv_tensors.Image):
+            return inpt
+        from skimage.exposure import equalize_adapthist
+
+        image = inpt.as_subclass(torch.Tensor)
+        scale = 255.0 if image.dtype == torch.uint8 else 1.0
+        arr = (image.float() / scale).permute(1, 2, 0).numpy()
+        out = equalize_adapthist(arr[..., 0] if arr.shape[-1] == 1 else arr, clip_limit=self.clip_limit)
+        out = torch.from_numpy(np.asarray(out, dtype=np.float32)).reshape(arr.shape).permute(2, 0, 1)
+        out = (out * scale).round().to(image.dtype) if image.dtype == torch.uint8 else out
+        return tv_tensors.wrap(out, like=inpt)
+
+
 def joint_random_ops(aug: AugmentationConfig, channels: int) -> v2.Compose | None:
     """The training-only joint transforms from ``[augmentation]`` (None when there are none)."""
     ops: list[Any] = []
@@ -84,6 +108,8 @@ def joint_random_ops(aug: AugmentationConfig, channels: int) -> v2.Compose | Non
         ops.append(v2.ColorJitter(brightness=s, contrast=s, saturation=s if channels == 3 else None))
     if aug.gamma:
         ops.append(RandomGamma(aug.gamma))
+    if aug.clahe:
+        ops.append(RandomCLAHE(aug.clahe))
     return v2.Compose(ops) if ops else None
 
 
