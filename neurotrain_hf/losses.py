@@ -149,26 +149,32 @@ def focal(opts: LossOptions) -> LossFn:
 def _monai_region_loss(kind: str, **options):
     """Dice / Tversky from MONAI, one value per sample: sigmoid for a 1-channel head, else softmax."""
 
+    built: dict[bool, torch.nn.Module] = {}  # one MONAI loss per head type, built on first use
+
+    def loss_for(binary: bool) -> torch.nn.Module:
+        if binary not in built:
+            try:
+                from monai.losses import DiceLoss, TverskyLoss
+            except ImportError:
+                raise ConfigError(
+                    f"[training] loss {kind!r} needs MONAI: pip install 'neurotrain-hf[medical]'"
+                ) from None
+            cls = DiceLoss if kind == "dice" else TverskyLoss
+            built[binary] = cls(
+                sigmoid=binary,
+                softmax=not binary,
+                to_onehot_y=not binary,
+                include_background=binary,
+                reduction="none",
+                **options,
+            )
+        return built[binary]
+
     def fn(
         logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch=None, reduction="mean"
     ) -> torch.Tensor:
-        try:
-            from monai.losses import DiceLoss, TverskyLoss
-        except ImportError:
-            raise ConfigError(
-                f"[training] loss {kind!r} needs MONAI: pip install 'neurotrain-hf[medical]'"
-            ) from None
-
         binary = logits.shape[1] == 1
-        cls = DiceLoss if kind == "dice" else TverskyLoss
-        loss = cls(
-            sigmoid=binary,
-            softmax=not binary,
-            to_onehot_y=not binary,
-            include_background=binary,
-            reduction="none",
-            **options,
-        )
+        loss = loss_for(binary)
         target = labels.unsqueeze(1)
         per_item = loss(logits.float(), target.float() if binary else target).flatten(1).mean(1)
         if kind == "focal_tversky":

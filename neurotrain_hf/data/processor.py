@@ -102,19 +102,23 @@ class NeuroImageProcessor(BaseImageProcessor):
 
 
 def image_stats(
-    train, processor: NeuroImageProcessor, limit: int = 2000
+    train, processor: NeuroImageProcessor, limit: int = 2000, chunk: int = 64
 ) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean/std of up to ``limit`` images of a split (after channel conversion, before scaling)."""
-    rows = train.select(range(min(len(train), limit))).with_format("numpy")["image"]
-    images = processor.decode(rows)
+    """Per-channel mean/std of up to ``limit`` images of a split (after channel conversion, before scaling).
+
+    Decoded ``chunk`` images at a time, so memory stays that of one chunk.
+    """
     total = sq = 0.0
     count = 0
-    for x in images if not torch.is_tensor(images) else [images]:
-        x = to_float(x).double()
-        dims = (0, 2, 3) if x.dim() == 4 else (1, 2)
-        total = total + x.sum(dim=dims)
-        sq = sq + (x * x).sum(dim=dims)
-        count += x.numel() // x.shape[-3]
+    for start in range(0, min(len(train), limit), chunk):
+        rows = train.select(range(start, min(start + chunk, len(train), limit))).with_format("numpy")["image"]
+        images = processor.decode(rows)
+        for x in images if not torch.is_tensor(images) else [images]:
+            x = to_float(x).double()
+            dims = (0, 2, 3) if x.dim() == 4 else (1, 2)
+            total = total + x.sum(dim=dims)
+            sq = sq + (x * x).sum(dim=dims)
+            count += x.numel() // x.shape[-3]
     mean = total / count
     std = (sq / count - mean**2).clamp_min(1e-12).sqrt().clamp_min(1e-6)
     return tuple(mean.tolist()), tuple(std.tolist())

@@ -22,7 +22,8 @@ from ...data.registry import DATASETS, DatasetSource
 from ...data.splits import add_missing_splits
 from ...errors import DataError
 from ..base import TaskData
-from . import sources, synthetic  # noqa: F401  (register the official layouts and synthetic_retina)
+from . import sources as _sources  # noqa: F401  (registers the official layouts)
+from . import synthetic as _synthetic  # noqa: F401  (registers synthetic_retina)
 from .transforms import SegmentationTransform, decode_mask
 
 logger = logging.getLogger(__name__)

@@ -114,12 +114,12 @@ def joint_random_ops(aug: AugmentationConfig, channels: int) -> v2.Compose | Non
 
 
 def decode_mask(value: Any, binary: bool) -> torch.Tensor:
-    """A mask value -> (H, W) long labels; binary masks: foreground where value > half the file's max."""
+    """A mask value -> (H, W) uint8 labels; binary masks: foreground where value > half the file's max."""
     tensor = decode_image(value, 1)[0]
     if binary:
-        top = int(tensor.max()) if tensor.numel() else 0
-        return (tensor > top / 2).long() if top > 0 else torch.zeros_like(tensor, dtype=torch.long)
-    return tensor.long()
+        top = float(tensor.max()) if tensor.numel() else 0.0
+        return (tensor > top / 2).to(torch.uint8) if top > 0 else torch.zeros_like(tensor, dtype=torch.uint8)
+    return tensor.to(torch.uint8) if tensor.dtype != torch.uint8 else tensor
 
 
 @dataclass
@@ -135,30 +135,37 @@ class SegmentationTransform:
     def __post_init__(self) -> None:
         self._random = joint_random_ops(self.aug, self.processor.num_channels) if self.train else None
 
-    def _sample(self, image: Any, mask: Any, fov: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _sample(self, image: Any, mask: Any, fov: Any) -> tuple[torch.Tensor, ...]:
+        """One sample through decode, resize and the random ops; training carries no FOV (unused)."""
         img = tv_tensors.Image(decode_image(image, self.processor.num_channels))
         h, w = img.shape[-2:]
-        lab = tv_tensors.Mask(
-            decode_mask(mask, self.binary) if mask is not None else torch.zeros(h, w, dtype=torch.long)
-        )
-        inside = tv_tensors.Mask(
-            decode_mask(fov, True) if fov is not None else torch.ones(h, w, dtype=torch.long)
-        )
+        parts = [
+            img,
+            tv_tensors.Mask(
+                decode_mask(mask, self.binary) if mask is not None else torch.zeros(h, w, dtype=torch.uint8)
+            ),
+        ]
+        if not self.train:
+            parts.append(
+                tv_tensors.Mask(
+                    decode_mask(fov, True) if fov is not None else torch.ones(h, w, dtype=torch.uint8)
+                )
+            )
         if self.processor.size:
-            size = [self.processor.size, self.processor.size]
-            img, lab, inside = TF.resize(img, size), TF.resize(lab, size), TF.resize(inside, size)
+            parts = [TF.resize(p, [self.processor.size, self.processor.size]) for p in parts]
         if self._random is not None:
-            img, lab, inside = self._random(img, lab, inside)
-        return img.as_subclass(torch.Tensor), lab.as_subclass(torch.Tensor), inside.as_subclass(torch.Tensor)
+            parts = self._random(*parts)
+        return tuple(p.as_subclass(torch.Tensor) for p in parts)
 
     def __call__(self, batch: dict) -> dict:
         n = len(batch["image"])
         masks = batch.get("mask", [None] * n)
         fovs = batch.get("fov", [None] * n)
-        images, labels, inside = zip(*(self._sample(batch["image"][i], masks[i], fovs[i]) for i in range(n)))
-        out = {"pixel_values": self.processor.finish(list(images), crop=False)}
-        out["labels"] = torch.stack(labels)
-        out["fov"] = torch.stack(inside).bool()
+        samples = [self._sample(batch["image"][i], masks[i], fovs[i]) for i in range(n)]
+        out = {"pixel_values": self.processor.finish([s[0] for s in samples], crop=False)}
+        out["labels"] = torch.stack([s[1] for s in samples]).long()
+        if not self.train:
+            out["fov"] = torch.stack([s[2] for s in samples]).bool()
         if "source_index" in batch:  # which dataset of a hybrid each sample came from
             out["source"] = torch.as_tensor(np.asarray(batch["source_index"]), dtype=torch.long)
         return out
