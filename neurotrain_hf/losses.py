@@ -105,13 +105,15 @@ def cross_entropy(opts: LossOptions) -> LossFn:
 
 @register_loss("bce")
 def bce_with_logits(opts: LossOptions) -> LossFn:
-    """Binary cross-entropy with logits; integer class labels become one-hot targets."""
+    """Binary cross-entropy with logits; integer class labels become one-hot targets, dense masks per pixel."""
 
     def fn(
         logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch=None, reduction="mean"
     ) -> torch.Tensor:
         target = labels
-        if not labels.is_floating_point():
+        if logits.dim() > 2 and logits.shape[1] == 1 and labels.dim() == logits.dim() - 1:
+            target = labels.unsqueeze(1)  # dense sigmoid head: (B, H, W) masks against (B, 1, H, W) logits
+        elif not labels.is_floating_point():
             target = (
                 F.one_hot(labels.long(), logits.shape[1]).to(logits.dtype) if logits.dim() == 2 else labels
             )

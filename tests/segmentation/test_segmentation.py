@@ -269,6 +269,58 @@ def test_bad_pairs_stop_with_one_line_or_are_skipped(tmp_path, size, values, mod
     assert data.report["skipped_samples"] == {"train": 1} and len(data.splits["train"]) == 1
 
 
+def test_deep_supervision_adds_weighted_auxiliary_losses(tmp_path):
+    config = seg_config(
+        tmp_path,
+        model={"kwargs": {"depth": 3, "base_channels": 4, "deep_supervision": True}},
+        training={"deep_supervision": True, "loss": "dice"},
+    )
+    _, data, trainer = build(config)
+    batch = trainer.wrap_dataset(data.splits["train"], trainer.args).__getitems__([0, 1, 2])
+    model = trainer.model.train()
+    outputs = model(pixel_values=batch["pixel_values"])
+    aux = outputs.hidden_states
+    assert len(aux) == 2  # two decoder levels below the output
+    dice = build_loss("dice")
+    parts = [dice(a, batch["labels"]) for a in aux] + [dice(outputs.logits, batch["labels"])]
+    weights = torch.tensor([0.25, 0.5, 1.0])
+    expected = (weights / weights.sum() * torch.stack(parts)).sum()
+    torch.testing.assert_close(trainer.loss_from_outputs(outputs, batch), expected)
+    trainer.args.deep_supervision = False
+    torch.testing.assert_close(trainer.loss_from_outputs(outputs, batch), parts[-1])
+
+
+def test_multiclass_label_maps_and_saved_post_processing(tmp_path, capsys):
+    from neurotrain_hf.cli import main
+
+    root = tmp_path / "labels"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i in range(12):
+        image, vessels, fov = synthetic_retina(i, size=32)
+        Image.fromarray(image).save(root / "images" / f"c{i:02d}.png")
+        Image.fromarray((vessels + fov).astype(np.uint8)).save(root / "masks" / f"c{i:02d}_mask.png")  # 0/1/2
+    config = seg_config(
+        tmp_path,
+        model={"num_labels": 3},
+        dataset={"name": "segmentation_folder", "root": str(root), "max_samples": None},
+        training={
+            "num_train_epochs": 3,
+            "metrics": ["mean_dice", "mean_iou"],
+            "metric_for_best_model": "mean_dice",
+            "post_min_size": 10**6,
+        },
+        augmentation={"random_crop": 32},
+    )
+    report = run_experiment(config)
+    assert 0 < report["test"]["mean_dice"] <= 1 and "f1" not in report["test"]  # FOV metrics: binary only
+    saved = json.loads((config.run_dir / "model" / "config.json").read_text())
+    assert len(saved["id2label"]) == 3 and saved["neurotrain_postprocess"]["min_size"] == 10**6
+    assert main(["predict", str(config.run_dir), str(root / "images" / "c00.png")]) == 0
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["foreground_fraction"] == 0.0  # every component is below min_size: post-processing ran
+
+
 def test_default_recipe_config_parses():
     config = build_config(
         __import__("tomllib").loads((RECIPES / "configs" / "synthetic_vessels.toml").read_text())
