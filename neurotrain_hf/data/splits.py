@@ -67,8 +67,15 @@ def add_missing_splits(
         try:
             parts = out["train"].train_test_split(test_size=ratio, seed=seed, stratify_by_column=stratify_by)
         except ValueError as exc:  # too few samples per class to stratify
-            logger.warning("[dataset] %s: %s split not stratified (%s)", cfg.name, target, exc)
-            parts = out["train"].train_test_split(test_size=ratio, seed=seed)
+            if stratify_by is not None:
+                logger.warning("[dataset] %s: %s split not stratified (%s)", cfg.name, target, exc)
+            try:
+                parts = out["train"].train_test_split(test_size=ratio, seed=seed)
+            except ValueError:
+                raise DataError(
+                    f"[dataset] {cfg.name}: {len(out['train'])} training sample(s) cannot give a {target} split of "
+                    f"{ratio}; lower [dataset] {target}_ratio or add data"
+                ) from None
         out["train"], out[target] = parts["train"], parts["test"]
     if cfg.max_samples:
         out = {k: v.select(range(min(cfg.max_samples, len(v)))) for k, v in out.items()}

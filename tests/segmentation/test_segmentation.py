@@ -336,3 +336,32 @@ def test_default_segmentation_recipe_reaches_target(tmp_path):
     assert "run folder:" in proc.stdout and proc.stdout.strip().splitlines()[-1].startswith("test metrics: {")
     report = json.loads((tmp_path / "segmentation" / "synthetic_vessels" / "report.json").read_text())
     assert report["test"]["f1"] >= 0.80 and report["test"]["num_samples"] == 16
+
+
+@pytest.mark.parametrize("name", ["drive", "stare"])
+def test_official_layouts_train_end_to_end(tmp_path, name):
+    """TIFF + GIF (DRIVE, FOV masks, test labels withheld) and gzipped PPM (STARE) through a whole run."""
+    from .test_sources import write_drive, write_stare
+
+    root = (
+        write_drive(tmp_path / "DRIVE", test_manual=False)
+        if name == "drive"
+        else write_stare(tmp_path / "STARE")
+    )
+    config = seg_config(
+        tmp_path,
+        run_id=name,
+        dataset={
+            "name": name,
+            "root": str(root),
+            "max_samples": None,
+            "valid_ratio": 0.3,
+            "test_ratio": 0.3,
+        },
+        training={"num_train_epochs": 1, "batch_size": 2},
+        augmentation={"random_crop": None, "foreground_ratio": 0.0, "resize": 16},
+    )
+    report = run_experiment(config)
+    assert report["test"]["num_samples"] >= 1 and 0 <= report["test"]["f1"] <= 1
+    assert report["dataset"]["channels"] == 3 and report["dataset"]["sources"] == [name]
+    assert (config.run_dir / "model" / "model.safetensors").is_file()
