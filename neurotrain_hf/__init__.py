@@ -28,6 +28,7 @@ _EXPORTS = {
     "random_sample": "neurotrain_hf.data",
     "list_datasets": "neurotrain_hf.data",
     "register_dataset": "neurotrain_hf.data",
+    "HybridDataset": "neurotrain_hf.data.hybrid",
     "register_loss": "neurotrain_hf.losses",
     "list_losses": "neurotrain_hf.losses",
     "build_loss": "neurotrain_hf.losses",

@@ -89,3 +89,25 @@ def hybrid(cfg: DatasetConfig) -> DatasetSource:
         first = str(exc).strip().splitlines()[0]
         raise DataError(f"[dataset] hybrid: the sources cannot be combined ({first})") from None
     return DatasetSource(datasets.DatasetDict(out))
+
+
+class HybridDataset:
+    """The original NeuroTrain entry point: ``HybridDataset(sources, sampling, seed)[split]``.
+
+    ``sources`` maps a name to ``[dataset]`` options of one registered dataset (plus ``weight``); the
+    mixed splits are the same as ``[dataset] name = "hybrid"`` gives in a config.
+    """
+
+    def __init__(
+        self, sources: dict[str, dict], sampling: str = "weighted", seed: int = 0, **options
+    ) -> None:
+        self.config = DatasetConfig(
+            name="hybrid", sources=sources, sampling=sampling, sampling_seed=seed, **options
+        )
+        self.splits = hybrid(self.config).splits
+
+    def __getitem__(self, split: str) -> datasets.Dataset:
+        return self.splits[split]
+
+    def __iter__(self):
+        return iter(self.splits)

@@ -105,3 +105,13 @@ def test_hybrid_segmentation_reports_per_source_metrics(tmp_path):
     assert data.info.sources == ["toy_a", "toy_small"]
     metrics = trainer.evaluate()
     assert {"eval_f1@toy_a", "eval_f1@toy_small", "eval_f1"} <= set(metrics)
+
+
+def test_hybrid_dataset_python_api_matches_the_config():
+    from neurotrain_hf import HybridDataset
+
+    mixed = HybridDataset(
+        {"toy_a": {"weight": 3.0}, "toy_b": {}}, sampling="weighted", seed=0, valid_ratio=0.25
+    )
+    config = mix(toy_a={"weight": 3.0}, toy_b={})
+    assert mixed["train"]["id"] == config["train"]["id"] and set(mixed) == set(config)
