@@ -36,6 +36,7 @@ from transformers.modeling_outputs import SemanticSegmenterOutput
 from ..errors import ConfigError
 from ..registry import did_you_mean
 from .registry import MODELS, ModelRequest
+from .unet import dense_loss
 
 
 def _json_kwargs(kwargs: dict | None, where: str) -> dict:
@@ -108,13 +109,9 @@ class DenseModel(PreTrainedModel):
         logits, aux = self._split(self.net(pixel_values), pixel_values.ndim)
         size = logits.shape[2:]
         hidden = tuple(a if a.shape[2:] == size else F.interpolate(a, size=size) for a in reversed(aux))
-        loss = None
-        if labels is not None:  # for Auto-class users; neurotrain trainers use their own loss
-            if self.config.num_labels == 1:
-                loss = F.binary_cross_entropy_with_logits(logits[:, 0], labels.float())
-            else:
-                loss = F.cross_entropy(logits, labels.long())
-        return SemanticSegmenterOutput(loss=loss, logits=logits, hidden_states=hidden or None)
+        return SemanticSegmenterOutput(
+            loss=dense_loss(logits, labels), logits=logits, hidden_states=hidden or None
+        )
 
 
 # --- MONAI -------------------------------------------------------------------------------------------

@@ -20,6 +20,18 @@ from .registry import ModelRequest, register_model
 NORMS = ("batch", "instance", "group", "none")
 
 
+def dense_loss(logits: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor | None:
+    """The loss a segmentation model returns to Auto-class users: BCE for 1-channel heads, else CE.
+
+    neurotrain's trainers use their own registry losses instead.
+    """
+    if labels is None:
+        return None
+    if logits.shape[1] == 1:
+        return F.binary_cross_entropy_with_logits(logits[:, 0], labels.float())
+    return F.cross_entropy(logits, labels.long())
+
+
 class UNetConfig(PretrainedConfig):
     """Spatial dims, input channels, depth, base width, norm, dropout and deep supervision of ``UNet``."""
 
@@ -128,13 +140,7 @@ class UNetForSemanticSegmentation(PreTrainedModel):
         if aux:  # coarsest first; upsampled to the output size
             size = logits.shape[2:]
             hidden = tuple(F.interpolate(a, size=size, mode="nearest") for a in aux)
-        loss = None
-        if labels is not None:  # for Auto-class users; neurotrain trainers use their own loss
-            if self.config.num_labels == 1:
-                loss = F.binary_cross_entropy_with_logits(logits[:, 0], labels.float())
-            else:
-                loss = F.cross_entropy(logits, labels.long())
-        return SemanticSegmenterOutput(loss=loss, logits=logits, hidden_states=hidden)
+        return SemanticSegmenterOutput(loss=dense_loss(logits, labels), logits=logits, hidden_states=hidden)
 
 
 @register_model("unet")

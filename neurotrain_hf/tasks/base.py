@@ -42,8 +42,19 @@ class Task:
         raise NotImplementedError
 
     def build_model(self, config, data: TaskData) -> Any:
-        """A fresh (or pretrained) ``PreTrainedModel`` sized for the data."""
-        raise NotImplementedError
+        """A fresh (or pretrained) ``PreTrainedModel`` sized for the data (``data.info``: num_labels,
+        channels, label_names), through the model registry and the task's Auto class."""
+        from ..models import get_model
+
+        info = data.info
+        return get_model(
+            config.model.name,
+            config.model,
+            num_labels=info.num_labels,
+            in_channels=info.channels,
+            label_names=info.label_names,
+            auto_class=self.auto_model,
+        )
 
     def build_trainer(self, config, model: Any, data: TaskData, callbacks: list | None = None) -> Any:
         """The task's ``NeuroTrainer`` subclass on the prepared splits."""

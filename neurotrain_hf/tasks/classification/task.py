@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 from ...metrics.classification import softmax
-from ...models import get_model
 from ...models.registry import logits_of
 from ...trainer.run_folder import plot_confusion
 from ..base import Task, TaskData
@@ -22,17 +21,6 @@ class ClassificationTask(Task):
 
     def prepare_data(self, config) -> TaskData:
         return prepare(config)
-
-    def build_model(self, config, data: TaskData) -> Any:
-        info = data.info
-        return get_model(
-            config.model.name,
-            config.model,
-            num_labels=info.num_labels,
-            in_channels=info.channels,
-            label_names=info.label_names,
-            auto_class=self.auto_model,
-        )
 
     def build_trainer(self, config, model, data: TaskData, callbacks: list | None = None):
         return ClassificationTrainer(

@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 
-from ...models import get_model
 from ...models.dense import DenseModel
 from ...models.registry import logits_of
 from ...models.unet import UNetForSemanticSegmentation
@@ -61,17 +60,6 @@ class SegmentationTask(Task):
 
     def prepare_data(self, config) -> TaskData:
         return prepare(config)
-
-    def build_model(self, config, data: TaskData) -> Any:
-        info = data.info
-        return get_model(
-            config.model.name,
-            config.model,
-            num_labels=info.num_labels,
-            in_channels=info.channels,
-            label_names=info.label_names,
-            auto_class=self.auto_model,
-        )
 
     def build_trainer(self, config, model, data: TaskData, callbacks: list | None = None):
         args = config.training

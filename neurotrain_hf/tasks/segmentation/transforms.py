@@ -2,8 +2,9 @@
 
 The image is a ``tv_tensors.Image`` and the mask and FOV are ``tv_tensors.Mask``, so every geometric
 op (crop, flips, rotation, elastic) moves them together and masks are resampled with nearest
-neighbours; photometric ops (colour jitter, gamma) touch the image only. CLAHE-style contrast comes from scikit-image. Patches are cropped around a
-foreground pixel with probability ``foreground_ratio`` (nnU-Net's oversampling), else anywhere.
+neighbours; photometric ops (colour jitter, gamma, CLAHE) touch the image only. The ops are the
+shared ``data.transforms.random_ops``; patches are cropped around a foreground pixel with
+probability ``foreground_ratio`` (nnU-Net's oversampling), else anywhere.
 Random draws come from torch's RNG, which the batch loader seeds per batch (exact resume).
 """
 
@@ -21,6 +22,7 @@ from torchvision.transforms.v2 import functional as TF
 from ...config.sections import AugmentationConfig
 from ...data.images import decode_image
 from ...data.processor import NeuroImageProcessor
+from ...data.transforms import random_ops
 
 
 class ForegroundCrop(v2.Transform):
@@ -50,67 +52,10 @@ class ForegroundCrop(v2.Transform):
         return TF.crop(inpt, params["top"], params["left"], self.size, self.size)
 
 
-class RandomGamma(v2.Transform):
-    """Gamma correction of the image only, gamma uniform in [1 - g, 1 + g]."""
-
-    def __init__(self, strength: float) -> None:
-        super().__init__()
-        self.strength = strength
-
-    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
-        return {"gamma": 1 - self.strength + 2 * self.strength * float(torch.rand(()))}
-
-    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
-        if not isinstance(inpt, tv_tensors.Image):  # masks pass through untouched
-            return inpt
-        return TF.adjust_gamma(inpt, params["gamma"])
-
-
-class RandomCLAHE(v2.Transform):
-    """Contrast-limited adaptive histogram equalisation of the image (scikit-image), with probability ``p``."""
-
-    def __init__(self, p: float, clip_limit: float = 0.01) -> None:
-        super().__init__()
-        self.p, self.clip_limit = p, clip_limit
-
-    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
-        return {"apply": float(torch.rand(())) < self.p}
-
-    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
-        if not params["apply"] or not isinstance(inpt, tv_tensors.Image):
-            return inpt
-        from skimage.exposure import equalize_adapthist
-
-        image = inpt.as_subclass(torch.Tensor)
-        scale = 255.0 if image.dtype == torch.uint8 else 1.0
-        arr = (image.float() / scale).permute(1, 2, 0).numpy()
-        out = equalize_adapthist(arr[..., 0] if arr.shape[-1] == 1 else arr, clip_limit=self.clip_limit)
-        out = torch.from_numpy(np.asarray(out, dtype=np.float32)).reshape(arr.shape).permute(2, 0, 1)
-        out = (out * scale).round().to(image.dtype) if image.dtype == torch.uint8 else out
-        return tv_tensors.wrap(out, like=inpt)
-
-
 def joint_random_ops(aug: AugmentationConfig, channels: int) -> v2.Compose | None:
-    """The training-only joint transforms from ``[augmentation]`` (None when there are none)."""
-    ops: list[Any] = []
-    if aug.random_crop:
-        ops.append(ForegroundCrop(aug.random_crop, aug.foreground_ratio))
-    if aug.horizontal_flip:
-        ops.append(v2.RandomHorizontalFlip(aug.horizontal_flip))
-    if aug.vertical_flip:
-        ops.append(v2.RandomVerticalFlip(aug.vertical_flip))
-    if aug.rotation:
-        ops.append(v2.RandomRotation(aug.rotation))
-    if aug.elastic:
-        ops.append(v2.ElasticTransform(alpha=aug.elastic, sigma=5.0))
-    if aug.color_jitter:
-        s = aug.color_jitter
-        ops.append(v2.ColorJitter(brightness=s, contrast=s, saturation=s if channels == 3 else None))
-    if aug.gamma:
-        ops.append(RandomGamma(aug.gamma))
-    if aug.clahe:
-        ops.append(RandomCLAHE(aug.clahe))
-    return v2.Compose(ops) if ops else None
+    """The shared ``[augmentation]`` ops with foreground-centred patches instead of plain random crops."""
+    crop = ForegroundCrop(aug.random_crop, aug.foreground_ratio) if aug.random_crop else None
+    return random_ops(aug, channels, crop=crop)
 
 
 def decode_mask(value: Any, binary: bool) -> torch.Tensor:
