@@ -365,3 +365,24 @@ def test_official_layouts_train_end_to_end(tmp_path, name):
     assert report["test"]["num_samples"] >= 1 and 0 <= report["test"]["f1"] <= 1
     assert report["dataset"]["channels"] == 3 and report["dataset"]["sources"] == [name]
     assert (config.run_dir / "model" / "model.safetensors").is_file()
+
+
+def test_images_of_several_sizes(tmp_path):
+    """Patches train on any size, evaluation goes one image at a time; without patches: one line."""
+    root = tmp_path / "sizes"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i, size in enumerate((40, 40, 48, 48, 56, 56)):
+        image, vessels, _ = synthetic_retina(i, size=size)
+        Image.fromarray(image).save(root / "images" / f"m{i}.png")
+        Image.fromarray(vessels * 255).save(root / "masks" / f"m{i}_mask.png")
+    dataset = {"name": "segmentation_folder", "root": str(root), "max_samples": None, "valid_ratio": 0.34}
+    config = seg_config(
+        tmp_path, dataset=dataset, training={"num_train_epochs": 1, "per_device_eval_batch_size": 4}
+    )
+    report = run_experiment(config)
+    assert config.training.per_device_eval_batch_size == 1 and report["test"]["num_samples"] >= 1
+    with pytest.raises(DataError, match="differ in size; set \\[augmentation\\] random_crop"):
+        build(
+            seg_config(tmp_path, dataset=dataset, augmentation={"random_crop": None, "foreground_ratio": 0.0})
+        )

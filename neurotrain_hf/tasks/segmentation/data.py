@@ -63,12 +63,13 @@ def _is_file_column(split: datasets.Dataset, column: str) -> bool:
     return isinstance(split.features[column], datasets.Image)
 
 
-def _check_row(row: dict[str, Any], binary: bool, num_labels: int) -> tuple[str, str] | None:
-    """(file, reason) of the first problem in one file-based row, or None."""
+def _check_row(row: dict[str, Any], binary: bool, num_labels: int, sizes: dict) -> tuple[str, str] | None:
+    """(file, reason) of the first problem in one file-based row, or None; records the image size."""
     info = inspect_image(row["image"])
     if info["error"]:
         return image_name(row["image"]), f"cannot read this image ({info['error']})"
     size = (info["width"], info["height"])
+    sizes.setdefault(size, image_name(row["image"]))
     for column in ("mask", "fov"):
         value = row[column]
         if value is None:
@@ -95,8 +96,8 @@ def _check_row(row: dict[str, Any], binary: bool, num_labels: int) -> tuple[str,
 
 
 def check_pairs(dsd: datasets.DatasetDict, config: ExperimentConfig, binary: bool, num_labels: int):
-    """Refuse or skip bad file pairs; returns (splits, any colour image?, report)."""
-    out, skipped, colour = {}, {}, None
+    """Refuse or skip bad file pairs; returns (splits, any colour image?, report, {size: first file})."""
+    out, skipped, colour, sizes = {}, {}, None, {}
     for name, split in dsd.items():
         if not _is_file_column(split, "image"):
             out[name] = split
@@ -104,7 +105,7 @@ def check_pairs(dsd: datasets.DatasetDict, config: ExperimentConfig, binary: boo
         bad, rows = [], split.with_format(None)
         for i in range(len(split)):
             row = rows[i]
-            problem = _check_row(row, binary, num_labels)
+            problem = _check_row(row, binary, num_labels, sizes)
             if problem is None:
                 if colour is None or not colour:
                     with open_image(row["image"]) as image:
@@ -119,7 +120,23 @@ def check_pairs(dsd: datasets.DatasetDict, config: ExperimentConfig, binary: boo
             skipped.setdefault(name, []).append(problem[0])
         out[name] = split.select(np.setdiff1d(np.arange(len(split)), bad)) if bad else split
     report = {"skipped_samples": {k: len(v) for k, v in skipped.items()}, "skipped_files": skipped}
-    return datasets.DatasetDict(out), colour, report
+    return datasets.DatasetDict(out), colour, report, sizes
+
+
+def check_sizes(sizes: dict[tuple[int, int], str], config: ExperimentConfig) -> None:
+    """Images of several sizes: training needs patches or a resize; evaluation goes one image at a time."""
+    aug = config.augmentation
+    if len(sizes) < 2 or aug.resize:
+        return
+    (size_a, file_a), (size_b, file_b) = list(sizes.items())[:2]
+    if not aug.random_crop:
+        raise DataError(
+            f"{file_a} is {size_a[0]}x{size_a[1]} but {file_b} is {size_b[0]}x{size_b[1]}: the images differ in "
+            "size; set [augmentation] random_crop (patch training) or resize"
+        )
+    if config.training.per_device_eval_batch_size > 1:
+        logger.warning("images differ in size (e.g. %s, %s): evaluating one image per batch", file_a, file_b)
+        config.training.per_device_eval_batch_size = 1
 
 
 def _channels(config: ExperimentConfig, colour: bool | None, train: datasets.Dataset) -> int:
@@ -149,7 +166,8 @@ def prepare(config: ExperimentConfig) -> TaskData:
             "[dataset] %s: the %s split has no annotations; it is split from train instead", cfg.name, name
         )
         del dsd[name]
-    dsd, colour, report = check_pairs(dsd, config, binary, num_labels)
+    dsd, colour, report, sizes = check_pairs(dsd, config, binary, num_labels)
+    check_sizes(sizes, config)
     dsd = add_missing_splits(dsd, cfg, config.basic.seed)
     if len(dsd["train"]) == 0:
         raise DataError(f"[dataset] {cfg.name}: the train split is empty")
