@@ -80,13 +80,19 @@ class Predictor:
 
     @torch.no_grad()
     def predict(self, images: Sequence[Any]) -> list[dict[str, Any]]:
-        """Predict a list of inputs in batches; one record per input."""
+        """Predict a list of inputs in batches (images of different sizes in separate forward passes)."""
         device = next(self.model.parameters()).device
-        out: list[dict[str, Any]] = []
+        out: list[dict[str, Any]] = [{} for _ in images]
         for start in range(0, len(images), self.batch_size):
-            inputs = self.processor(list(images[start : start + self.batch_size]), return_tensors="pt")
-            inputs = {k: v.to(device) for k, v in inputs.items()}
-            out.extend(self.task.predictions(self.inference(self.model, inputs), self.model))
+            decoded = self.processor.decode(list(images[start : start + self.batch_size]))
+            groups: dict[tuple, list[int]] = {}  # images of one size go through the model together
+            for i, tensor in enumerate(decoded):
+                groups.setdefault(tuple(tensor.shape), []).append(i)
+            for members in groups.values():
+                pixel_values = self.processor.finish([decoded[i] for i in members])
+                outputs = self.inference(self.model, {"pixel_values": pixel_values.to(device)})
+                for i, record in zip(members, self.task.predictions(outputs, self.model)):
+                    out[start + i] = record
         return out
 
     def predict_files(self, paths: Sequence[str | Path]) -> list[dict[str, Any]]:

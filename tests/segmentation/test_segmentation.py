@@ -382,6 +382,11 @@ def test_images_of_several_sizes(tmp_path):
     )
     report = run_experiment(config)
     assert config.training.per_device_eval_batch_size == 1 and report["test"]["num_samples"] >= 1
+    from neurotrain_hf import Predictor
+
+    files = [str(root / "images" / f"m{i}.png") for i in (0, 2, 4, 1)]
+    masks = [r["mask"] for r in Predictor.from_pretrained(config.run_dir, batch_size=4).predict(files)]
+    assert [m.shape for m in masks] == [(40, 40), (48, 48), (56, 56), (40, 40)]  # each in its own size
     with pytest.raises(DataError, match="differ in size; set \\[augmentation\\] random_crop"):
         build(
             seg_config(tmp_path, dataset=dataset, augmentation={"random_crop": None, "foreground_ratio": 0.0})
