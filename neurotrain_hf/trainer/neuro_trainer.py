@@ -8,6 +8,8 @@ The contract a task plugs into (see docs/architecture.md):
   shared by evaluation, the Tester and the Predictor (e.g. sliding windows for volumes).
 - ``count_items(inputs)``: what ``num_items_in_batch`` counts (samples by default; None for losses that
   are not sums over items, such as Dice or InfoNCE).
+- ``loss_inputs`` / ``loss_from_outputs``: what the loss compares (e.g. upsampled dense logits) and
+  extra terms (e.g. deep supervision).
 - ``sample_records(...)``: the Tester's per-sample CSV fields; ``eval_artifacts()``: what an evaluation
   keeps beyond scalars (saved with each checkpoint).
 
