@@ -44,7 +44,8 @@ import datasets  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from transformers import PrinterCallback, TrainerCallback, get_scheduler, set_seed  # noqa: E402
+from timing import StepTimer, device, sync  # noqa: E402
+from transformers import PrinterCallback, get_scheduler, set_seed  # noqa: E402
 
 from neurotrain_hf.config import build_config  # noqa: E402
 from neurotrain_hf.models import get_model  # noqa: E402
@@ -112,35 +113,6 @@ def ensure_images(data_dir: Path, count: int, size: int) -> Path:
 def new_model(seed: int):
     set_seed(seed)
     return get_model(MODEL, {"kwargs": MODEL_KWARGS}, num_labels=CLASSES, in_channels=3)
-
-
-def device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def sync() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
-class StepTimer(TrainerCallback):
-    """Times optimizer steps ``warmup + 1`` .. last."""
-
-    def __init__(self, warmup: int) -> None:
-        self.warmup = warmup
-        self.t0 = self.t1 = None
-        self.steps = 0
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.warmup:
-            sync()
-            self.t0 = time.perf_counter()
-        elif state.global_step > self.warmup:
-            sync()
-            self.t1, self.steps = time.perf_counter(), state.global_step - self.warmup
-
-    def rate(self) -> float:
-        return self.steps / (self.t1 - self.t0)
 
 
 # --- (a) torchvision ImageFolder + hand loop ------------------------------------------------------------

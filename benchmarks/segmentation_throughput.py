@@ -53,9 +53,10 @@ os.environ.setdefault("NEUROTRAIN_LOG_LEVEL", "WARNING")
 import datasets  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from timing import StepTimer, device, sync  # noqa: E402
 from torchvision import tv_tensors  # noqa: E402
 from torchvision.transforms.v2 import functional as TF  # noqa: E402
-from transformers import PrinterCallback, TrainerCallback, get_scheduler, set_seed  # noqa: E402
+from transformers import PrinterCallback, get_scheduler, set_seed  # noqa: E402
 
 from neurotrain_hf.config import build_config, read_config_file  # noqa: E402
 from neurotrain_hf.data import DatasetSource, register_dataset  # noqa: E402
@@ -69,15 +70,6 @@ DATASET = "seg_throughput_retina"
 LOSS = "dice+ce"
 TARGET = 0.95
 QUICK = {"images": 16, "patch": 64, "batch_size": 4, "steps": 4, "warmup": 2, "rounds": 1}
-
-
-def device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def sync() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
 
 
 # --- data -----------------------------------------------------------------------------------------------
@@ -204,22 +196,12 @@ def neuro_config(out: str, opts):
     return build_config(raw, source="segmentation_throughput")
 
 
-class StepTimer(TrainerCallback):
-    """Times optimizer steps ``warmup + 1`` .. last, and the batch fetches made in between."""
+class FetchTimer(StepTimer):
+    """A ``StepTimer`` that also adds up the batch fetches made during the timed steps."""
 
     def __init__(self, warmup: int) -> None:
-        self.warmup = warmup
-        self.t0 = self.t1 = None
-        self.steps = 0
+        super().__init__(warmup)
         self.wait = 0.0
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.warmup:
-            sync()
-            self.t0 = time.perf_counter()
-        elif state.global_step > self.warmup:
-            sync()
-            self.t1, self.steps = time.perf_counter(), state.global_step - self.warmup
 
     def timed_fetch(self, fetch):
         """Wraps ``Trainer.get_batch_samples``: adds its time to ``wait`` once the timed steps began."""
@@ -251,7 +233,7 @@ def loader_alone(trainer, warmup: int, steps: int) -> float:
 
 
 def run_neurotrainer(task, data, config, opts) -> dict:
-    timer = StepTimer(opts.warmup)
+    timer = FetchTimer(opts.warmup)
     set_seed(opts.seed)
     trainer = task.build_trainer(config, task.build_model(config, data), data, callbacks=[timer])
     trainer.remove_callback(PrinterCallback)

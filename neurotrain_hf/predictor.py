@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from .data.images import upright_size
 from .errors import NeuroTrainError
 from .tasks import get_task
 from .tasks.base import TASK_KEY
@@ -83,16 +84,18 @@ class Predictor:
         """Predict a list of inputs in batches (images of different sizes in separate forward passes)."""
         device = next(self.model.parameters()).device
         out: list[dict[str, Any]] = [{} for _ in images]
-        for start in range(0, len(images), self.batch_size):
-            decoded = self.processor.decode(list(images[start : start + self.batch_size]))
-            groups: dict[tuple, list[int]] = {}  # images of one size go through the model together
-            for i, tensor in enumerate(decoded):
-                groups.setdefault(tuple(tensor.shape), []).append(i)
-            for members in groups.values():
-                pixel_values = self.processor.finish([decoded[i] for i in members])
-                outputs = self.inference(self.model, {"pixel_values": pixel_values.to(device)})
-                for i, record in zip(members, self.task.predictions(outputs, self.model)):
-                    out[start + i] = record
+        groups: dict[tuple, list[int]] = {}  # images of one size go through the processor and model together
+        for i, image in enumerate(images):
+            groups.setdefault(upright_size(image), []).append(i)
+        for members in groups.values():
+            for start in range(0, len(members), self.batch_size):
+                chunk = members[start : start + self.batch_size]
+                inputs = self.processor([images[i] for i in chunk], return_tensors="pt")
+                inputs = {k: v.to(device) for k, v in inputs.items()}
+                for i, record in zip(
+                    chunk, self.task.predictions(self.inference(self.model, inputs), self.model)
+                ):
+                    out[i] = record
         return out
 
     def predict_files(self, paths: Sequence[str | Path]) -> list[dict[str, Any]]:

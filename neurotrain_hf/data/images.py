@@ -122,6 +122,23 @@ def match_channels(tensor: torch.Tensor, channels: int) -> torch.Tensor:
     return grey.round_().clamp_(0, 255).to(torch.uint8) if tensor.dtype == torch.uint8 else grey
 
 
+def upright_size(value: Any) -> tuple[int, ...]:
+    """The size an image will have once decoded (EXIF orientation applied); reads headers only."""
+    if isinstance(value, torch.Tensor) or (isinstance(value, np.ndarray) and value.dtype != object):
+        return tuple(value.shape)
+    if isinstance(value, (list, tuple)):
+        return np.shape(value)
+    image = open_image(value)
+    try:
+        width, height = image.size
+        if image.getexif().get(_ORIENTATION, 1) in (5, 6, 7, 8):
+            width, height = height, width
+        return (width, height)
+    finally:
+        if image is not value:
+            image.close()
+
+
 def decode_image(value: Any, channels: int) -> torch.Tensor:
     """Any supported image value -> CHW tensor (uint8, or float32 in [0, 1]) with ``channels`` channels."""
     if isinstance(value, torch.Tensor):

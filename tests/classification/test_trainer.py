@@ -84,7 +84,8 @@ def test_streaming_eval_matches_sklearn_and_keeps_no_logits(tmp_path, monkeypatc
     assert metrics["eval_f1"] == pytest.approx(f1_score(labels, preds, average="macro"))
 
 
-def _kill_config(tmp_path, run_id):
+def _kill_config(tmp_path, run_id, save_total_limit=10):
+    """Three epochs of 8 steps, a checkpoint every 5, dropout and random flips/rotation (exact-resume checks)."""
     data = tiny_config_dict(
         tmp_path,
         basic={"run_id": run_id},
@@ -93,12 +94,13 @@ def _kill_config(tmp_path, run_id):
             "eval_strategy": "no",
             "save_strategy": "steps",
             "save_steps": 5,
-            "save_total_limit": 10,
+            "save_total_limit": save_total_limit,
             "logging_steps": 1,
             "metrics": [],
         },
         model={"kwargs": {"channels": [8, 16], "dropout": 0.3}},
         augmentation={"horizontal_flip": 0.5, "rotation": 10.0},
+        testing={"run_after_training": False},
     )
     return write_toml(tmp_path / f"{run_id}.toml", data)
 
@@ -290,29 +292,12 @@ def test_use_cpu_is_set_for_cpu_multiprocess(monkeypatch, tmp_path):
 
 
 # --- checkpoints: rotation never leaves the run folder without a complete checkpoint ---------------
-def _save_config(tmp_path, run_id):
-    data = tiny_config_dict(
-        tmp_path,
-        basic={"run_id": run_id},
-        training={
-            "num_train_epochs": 3,
-            "eval_strategy": "no",
-            "save_strategy": "steps",
-            "save_steps": 5,
-            "save_total_limit": 1,
-            "metrics": [],
-        },
-        model={"kwargs": {"channels": [8, 16], "dropout": 0.3}},
-        augmentation={"horizontal_flip": 0.5},
-        testing={"run_after_training": False},
-    )
-    return write_toml(tmp_path / f"{run_id}.toml", data)
-
-
 @pytest.fixture(scope="module")
 def straight_run(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("straight")
-    proc = run_python(["tests/helpers/train_until.py", str(_save_config(tmp_path, "straight"))])
+    proc = run_python(
+        ["tests/helpers/train_until.py", str(_kill_config(tmp_path, "straight", save_total_limit=1))]
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     run = tmp_path / "runs" / "classification" / "straight"
     assert [p.name for _, p in checkpoints(run)] == ["checkpoint-24"]  # save_total_limit = 1
@@ -322,7 +307,7 @@ def straight_run(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize("point", ["optimizer", "rotate", "delete"])
 def test_sigkill_inside_a_save_keeps_a_complete_checkpoint_and_resumes_exactly(tmp_path, point, straight_run):
-    cfg = _save_config(tmp_path, "killed")
+    cfg = _kill_config(tmp_path, "killed", save_total_limit=1)
     proc = run_python(["tests/helpers/train_until.py", str(cfg), "--kill-in-save", f"10:{point}"])
     assert proc.returncode == -9, proc.stderr[-2000:]
     run = tmp_path / "runs" / "classification" / "killed"
