@@ -1,4 +1,4 @@
-"""The ``neurotrain`` command: train, check, convert, test, predict, list, env.
+"""The ``neurotrain`` command: train, check, convert, test, predict, list, env, metrics, lora.
 
 Heavy libraries are imported inside the subcommands that need them. Errors in user input print one
 line (``error: <file>: <key>: <what>``) and exit with code 2.
@@ -165,6 +165,15 @@ def _cmd_metrics(args) -> int:
     return 0
 
 
+def _cmd_lora(args) -> int:
+    from .adapters import merge_adapter
+
+    diff = merge_adapter(args.adapter, args.out, base=args.base)
+    print(f"merged model: {args.out}")
+    print(f"largest difference between merged and unmerged outputs on a probe batch: {diff:.3g}")
+    return 0
+
+
 def _cmd_env(args) -> int:
     import importlib.metadata as md
     import platform
@@ -216,6 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("kind", choices=LIST_KINDS)
     p.add_argument("pattern", nargs="?", default="*")
     sub.add_parser("env", help="print versions for bug reports")
+    p = sub.add_parser("lora", help="LoRA adapters: merge one into its base model")
+    p.add_argument("action", choices=("merge",))
+    p.add_argument("adapter", help="a run folder (its adapter/) or an adapter folder")
+    p.add_argument("--out", required=True, help="folder for the merged model (a normal model folder)")
+    p.add_argument("--base", default=None, help="base model id or folder (default: the adapter's own)")
     p = sub.add_parser("metrics", help="evaluate modules: install offline, lay out or publish Spaces")
     p.add_argument("action", choices=("install", "spaces", "publish", "list"))
     p.add_argument("--namespace", default="neurotrain", help="Hub namespace for publish")
@@ -235,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         names = [n for n in _registry_names(args.kind) if fnmatch.fnmatchcase(n, args.pattern)]
         print("\n".join(names))
         return 0
-    if args.command in ("test", "predict"):
+    if args.command in ("test", "predict", "lora"):
         setup_logging()
     handlers = {
         "check": _cmd_check,
@@ -244,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         "predict": _cmd_predict,
         "env": _cmd_env,
         "metrics": _cmd_metrics,
+        "lora": _cmd_lora,
     }
     try:
         if args.command == "convert" and args.output:

@@ -32,7 +32,11 @@ def model_folder(path: str | Path) -> Path:
 
 def task_of(folder: Path) -> str:
     """The task that trained a model folder (``neurotrain_task`` in config.json; else by architecture)."""
-    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    return task_of_config(json.loads((folder / "config.json").read_text(encoding="utf-8")), folder)
+
+
+def task_of_config(config: dict[str, Any], where: Any = "model") -> str:
+    """The task of a model config: ``neurotrain_task``, else told by its architecture."""
     if config.get(TASK_KEY):
         return config[TASK_KEY]
     architectures = config.get("architectures") or []
@@ -40,7 +44,9 @@ def task_of(folder: Path) -> str:
         return "classification"
     if any(a.endswith("ForSemanticSegmentation") for a in architectures):
         return "segmentation"
-    raise NeuroTrainError(f"{folder}: cannot tell the task of this model (architectures {architectures})")
+    if config.get("text_config") and config.get("vision_config"):
+        return "clip"
+    raise NeuroTrainError(f"{where}: cannot tell the task of this model (architectures {architectures})")
 
 
 def check_inputs(paths: Sequence[str | Path]) -> None:

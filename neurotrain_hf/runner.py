@@ -6,6 +6,7 @@ A task supplies only what differs, through ``tasks.base.Task``; ``run(config)`` 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
@@ -15,6 +16,7 @@ from typing import Any
 
 from transformers import set_seed
 
+from .adapters import ADAPTER_DIR, BASE_DIR, apply_peft, is_peft_model, merge_adapter
 from .config.experiment import ExperimentConfig
 from .config.io import write_config_file
 from .tasks import get_task
@@ -37,7 +39,9 @@ def resume_argument(value: str | None) -> str | bool | None:
 
 
 def save_model(trainer, task, data, path: Path) -> Path:
-    """The final model folder, written by the trainer on every rank (ZeRO-3, PEFT), staged and renamed."""
+    """The final model folder, written by the trainer on every rank (ZeRO-3, PEFT), staged and renamed.
+
+    For a PEFT model this is the adapter folder (adapter weights, config, processor)."""
     staging = path.with_name(f".{path.name}.staging")
     main = trainer.is_world_process_zero()
     if main:
@@ -62,12 +66,45 @@ def best_eval_artifacts(trainer) -> dict[str, Any]:
     return trainer.last_eval
 
 
+def save_base(model, task, data, folder: Path) -> None:
+    """A base built from a config has no folder an adapter could name: save it (main process) and name it.
+
+    Called on every rank: under ZeRO-3 the weights are already partitioned and are gathered for the save.
+    """
+    from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
+
+    gathered = contextlib.nullcontext()
+    if is_deepspeed_zero3_enabled():
+        import deepspeed
+
+        gathered = deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None)
+    with gathered:
+        if is_main_process():
+            staging = folder.with_name(f".{folder.name}.staging")
+            setattr(model.config, TASK_KEY, task.name)
+            model.save_pretrained(str(staging), safe_serialization=True)
+            if data.processor is not None:
+                data.processor.save_pretrained(str(staging))
+            replace_dir_atomic(staging, folder)
+    model.name_or_path = str(folder.resolve())
+
+
+def is_main_process() -> bool:
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
+
+
 def build(config: ExperimentConfig, callbacks: list | None = None) -> tuple[Any, Any, Any]:
     """(task, data, trainer) for a config: seeded data preparation and model initialisation."""
     task = get_task(config.basic.task).load()
     set_seed(config.basic.seed)
     data = task.prepare_data(config)
     model = task.build_model(config, data)
+    if config.peft.method != "none":
+        if not getattr(model, "name_or_path", ""):
+            save_base(model, task, data, config.run_dir / BASE_DIR)
+        model = apply_peft(model, config.peft)
     return task, data, task.build_trainer(config, model, data, callbacks)
 
 
@@ -85,7 +122,14 @@ def run(config: ExperimentConfig, callbacks: list | None = None) -> dict[str, An
     )
     valid_artifacts = best_eval_artifacts(trainer)
     task.finalize_model(trainer.model, valid_artifacts)
-    save_model(trainer, task, data, run_dir / MODEL_DIR)
+    if is_peft_model(trainer.model):
+        save_model(trainer, task, data, run_dir / ADAPTER_DIR)
+        if main and config.peft.merge:
+            diff = merge_adapter(run_dir / ADAPTER_DIR, run_dir / MODEL_DIR)
+            logger.info("merged adapter into %s (largest output difference %.3g)", run_dir / MODEL_DIR, diff)
+        trainer.accelerator.wait_for_everyone()
+    else:
+        save_model(trainer, task, data, run_dir / MODEL_DIR)
     report: dict[str, Any] = {
         "task": config.basic.task,
         "run_id": config.basic.run_id,

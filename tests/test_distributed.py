@@ -11,29 +11,8 @@ from neurotrain_hf.config import build_config
 from neurotrain_hf.runner import build
 from neurotrain_hf.runner import run as run_experiment
 
-from .conftest import free_port, run_python, tiny_config_dict, write_toml
-
-
-def accelerate_launch(num_processes: int, *script_args: str, timeout: int = 600):
-    """`accelerate launch` the way docs/distributed.md says works on CPU (`--multi_gpu` for 2+ processes)."""
-    multi = ["--multi_gpu"] if num_processes > 1 else []
-    command = [
-        "-m",
-        "accelerate.commands.launch",
-        *multi,
-        "--num_processes",
-        str(num_processes),
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "--main_process_port",
-        str(free_port()),
-        *script_args,
-    ]
-    return run_python(command, timeout=timeout)
+from .conftest import tiny_config_dict, write_toml
+from .helpers.launch import accelerate_launch
 
 
 def weights(run_dir):

@@ -57,9 +57,13 @@ def test_builtin_registries_are_populated():
     assert {"ce", "bce", "focal"} <= set(list_losses())
     assert {"accuracy", "precision", "recall", "f1", "auc", "top3", "top5"} <= set(list_metrics())
     assert "simple_cnn" in list_models()
-    assert list_tasks() == ["classification", "segmentation"]
+    assert list_tasks() == ["classification", "clip", "segmentation"]
     assert {"drive", "chase_db1", "stare", "hrf", "isic2018", "synthetic_retina", "hybrid"} <= set(
         list_datasets()
     )
     assert {"dice", "tversky", "focal_tversky", "cldice"} <= set(list_losses())
     assert "unet" in list_models()
+    assert {"synthetic_shapes", "captions_folder", "coco_captions", "flickr30k", "hub_captions"} <= set(
+        list_datasets()
+    )
+    assert {"clip_retrieval", "zero_shot_accuracy"} <= set(list_metrics())

@@ -17,11 +17,19 @@ from typing import Any
 from ..errors import ConfigError, NeuroTrainError
 from ..registry import did_you_mean
 from .io import read_config_file
-from .sections import SECTIONS, AugmentationConfig, BasicConfig, DatasetConfig, ModelConfig, TestingConfig
+from .sections import (
+    SECTIONS,
+    AugmentationConfig,
+    BasicConfig,
+    DatasetConfig,
+    ModelConfig,
+    PeftConfig,
+    TestingConfig,
+)
 from .validation import check_section, field_types, parse_override_value
 
-SECTION_ORDER = ("basic", "model", "dataset", "training", "testing", "augmentation")
-RESERVED_SECTIONS = ("peft", "hub")  # read by later tasks; kept verbatim until their dataclasses exist
+SECTION_ORDER = ("basic", "model", "dataset", "training", "testing", "augmentation", "peft")
+RESERVED_SECTIONS = ("hub",)  # read by later tasks; kept verbatim until their dataclasses exist
 # [training] keys that belong to [basic]: one place for each setting.
 MOVED_KEYS = {"seed": "basic", "output_dir": "basic"}
 SECRET_KEY = re.compile(r"(^|_)(token|password|secret)$")  # hub_token, push_to_hub_token, ...
@@ -37,6 +45,7 @@ class ExperimentConfig:
     training: Any  # the task's TrainingArguments subclass
     testing: TestingConfig
     augmentation: AugmentationConfig
+    peft: PeftConfig = field(default_factory=PeftConfig)
     extra: dict[str, dict[str, Any]] = field(default_factory=dict)
     source: str = "<dict>"
     training_keys: tuple[str, ...] = ()
@@ -164,6 +173,8 @@ def build_config(
             values["output_dir"] = str(Path(basic.output_dir) / basic.task / basic.run_id)
         else:
             values = check_section(cls, section, values, source)
+        if section == "peft" and "peft" in data and "method" not in values:
+            values["method"] = "lora"  # writing the section asks for LoRA
         if section == "basic" and not values.get("run_id"):
             values["run_id"] = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         built[section] = _build(cls, section, values, source)

@@ -81,6 +81,13 @@ class DatasetConfig:
         default=None,
         metadata={"help": "Label column name; default: the dataset's own (`label`, `fine_label`)."},
     )
+    caption_column: str | None = field(
+        default=None,
+        metadata={
+            "help": "Caption column of image-text data (a string or a list of strings per image); "
+            "default: `captions`, `caption`, `text` or `sentences`, whichever exists."
+        },
+    )
     valid_ratio: float = field(
         default=0.1,
         metadata={
@@ -226,11 +233,54 @@ class TestingConfig:
     run_after_training: bool = field(default=True, metadata={"help": "Run the Tester when training ends."})
 
 
+@dataclass
+class PeftConfig:
+    """``[peft]``: parameter-efficient fine-tuning through PEFT; writing the section turns LoRA on."""
+
+    method: str = field(
+        default="none",
+        metadata={
+            "help": "`lora` (the default once a [peft] section is written) or `none`.",
+            "choices": ["none", "lora"],
+        },
+    )
+    r: int = field(default=8, metadata={"help": "LoRA rank.", "min": 1})
+    alpha: float = field(
+        default=16.0, metadata={"help": "LoRA scaling numerator (scale = alpha / r).", "min": 0.0}
+    )
+    dropout: float = field(
+        default=0.0, metadata={"help": "Dropout on the LoRA input.", "min": 0.0, "max": 1.0}
+    )
+    target_modules: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Module names (suffixes) that get LoRA; default: `q_proj`, `v_proj` for CLIP-like models, "
+            "else PEFT's `all-linear`."
+        },
+    )
+    modules_to_save: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Modules trained in full and saved with the adapter (e.g. a new `classifier` head). "
+            "Norm layers with running statistics (BatchNorm) are added automatically, so a reloaded adapter "
+            "reproduces the trained model exactly."
+        },
+    )
+    bias: str = field(
+        default="none", metadata={"help": "Which biases train.", "choices": ["none", "all", "lora_only"]}
+    )
+    merge: bool = field(
+        default=True,
+        metadata={"help": "Also save the adapter merged into its base as the run's `model/` folder."},
+    )
+
+
 SECTIONS: dict[str, type] = {
     "basic": BasicConfig,
     "model": ModelConfig,
     "dataset": DatasetConfig,
     "augmentation": AugmentationConfig,
     "testing": TestingConfig,
+    "peft": PeftConfig,
 }
 """Fixed sections; ``[training]`` is resolved per task."""

@@ -68,14 +68,14 @@ class ColumnView:
         return out
 
 
-def _fixed_views(dataset: datasets.Dataset, columns: list[str]) -> dict[str, ColumnView] | None:
+def _fixed_views(dataset: datasets.Dataset, columns: list[str]) -> dict[str, ColumnView]:
+    """Zero-copy views of the fixed-shape columns among ``columns`` (the others are left out)."""
     table = dataset.data.table
     views = {}
     for name in columns:
         view = ColumnView.from_column(table.column(name), dataset.features[name])
-        if view is None:
-            return None
-        views[name] = view
+        if view is not None:
+            views[name] = view
     return views
 
 
@@ -98,27 +98,27 @@ class BatchFetchDataset(torch.utils.data.Dataset):
         self.transform = dataset_transform(dataset)
         self.columns = list(dataset.format.get("columns") or dataset.column_names)
         self._views = _fixed_views(dataset, self.columns)
-        self._rows = _row_mapping(dataset) if self._views is not None else None
-        self._formatted = (
-            None if self._views is not None else dataset.with_format("numpy", columns=self.columns)
-        )
+        self._rows = _row_mapping(dataset) if self._views else None
+        rest = [c for c in self.columns if c not in self._views]  # strings, lists, encoded images
+        self._formatted = dataset.with_format("numpy", columns=rest) if rest else None
 
     @property
     def zero_copy(self) -> bool:
-        """True when batches come from zero-copy Arrow views (no per-row formatting)."""
-        return self._views is not None
+        """True when every column comes from zero-copy Arrow views (no per-row formatting)."""
+        return self._formatted is None
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def fetch(self, indices: list[int]) -> dict[str, Any]:
         """The raw (untransformed) columns of ``indices``."""
-        if self._views is None:
-            return self._formatted[list(indices)]
-        rows = np.asarray(indices, dtype=np.int64)
-        if self._rows is not None:
-            rows = self._rows[rows]
-        return {name: view.gather(rows) for name, view in self._views.items()}
+        out = dict(self._formatted[list(indices)]) if self._formatted is not None else {}
+        if self._views:
+            rows = np.asarray(indices, dtype=np.int64)
+            if self._rows is not None:
+                rows = self._rows[rows]
+            out.update({name: view.gather(rows) for name, view in self._views.items()})
+        return {name: out[name] for name in self.columns}
 
     def set_epoch(self, epoch: int) -> None:
         """Called by Accelerate's loaders each epoch; part of the augmentation seed."""

@@ -155,7 +155,16 @@ def _detection_family(
     )
 
 
+def _retrieval_family(k_values=(1, 5, 10), **_: object):
+    from .retrieval import RetrievalAccumulator
+
+    return RetrievalAccumulator(k_values)
+
+
 register_family("dice")(_overlap_family("dice"))
+register_family("retrieval")(_retrieval_family)
+register_metric("clip_retrieval", "retrieval")
+register_metric("zero_shot_accuracy", "retrieval")
 register_family("iou")(_overlap_family("iou"))
 register_family("nsd")(_nsd_family)
 register_family("detection")(_detection_family)

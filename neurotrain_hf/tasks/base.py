@@ -78,6 +78,22 @@ class Task:
         """Model outputs of a batch -> one record per input (the Predictor's return value)."""
         raise NotImplementedError
 
+    def probe_inputs(self, model: Any) -> dict[str, Any]:
+        """A fixed small batch the model takes (adapter merge checks outputs agree on it)."""
+        import torch
+
+        config = model.config
+        size = getattr(config, "image_size", None) or 32
+        channels = getattr(config, "num_channels", None) or getattr(config, "in_channels", None) or 3
+        generator = torch.Generator().manual_seed(0)
+        return {"pixel_values": torch.randn(2, channels, size, size, generator=generator)}
+
+    def probe_outputs(self, model: Any, inputs: dict[str, Any]) -> list[Any]:
+        """The output tensors compared on the probe batch."""
+        from ..models.registry import logits_of
+
+        return [logits_of(model(**inputs)).float()]
+
     def summary(self, record: dict[str, Any]) -> dict[str, Any]:
         """What ``neurotrain predict`` prints for one record."""
         return record

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from transformers import TrainingArguments
 
@@ -127,6 +129,9 @@ class NeuroTrainingArguments(TrainingArguments):
                 "label_smoothing_factor is not used: set [training] label_smoothing (the loss's own option)"
             )
         use_cpu_without_gpu(self)
+        cpu_threads_under_launcher()
+        check_offload_optimizer(self)
+        deepspeed_without_gpu(self)
         if not accelerator_available():
             self.dataloader_pin_memory = False  # pinning needs an accelerator; torch warns otherwise
         super().__post_init__()
@@ -141,18 +146,129 @@ def accelerator_available() -> bool:
     return torch.cuda.is_available() or bool(xpu and xpu.is_available()) or bool(mps and mps.is_available())
 
 
+def deepspeed_requested(args: TrainingArguments) -> bool:
+    """DeepSpeed is on: ``accelerate launch`` with a DeepSpeed config, or ``[training] deepspeed`` set."""
+    return os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() in ("1", "true") or bool(args.deepspeed)
+
+
+def cpu_threads_under_launcher() -> None:
+    """Without a GPU, ``accelerate launch`` (no ``--cpu``) sets ``OMP_NUM_THREADS=1`` for every process,
+    halving a 2-core machine's speed: give each process its share of the cores instead.
+
+    ``NEUROTRAIN_CPU_THREADS`` sets the count explicitly.
+    """
+    import torch
+
+    wanted = os.environ.get("NEUROTRAIN_CPU_THREADS")
+    if wanted:
+        torch.set_num_threads(int(wanted))
+        return
+    launched = "ACCELERATE_MIXED_PRECISION" in os.environ  # set by `accelerate launch` for its processes
+    if torch.cuda.is_available() or not launched or os.environ.get("OMP_NUM_THREADS") != "1":
+        return
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    share = max(1, len(os.sched_getaffinity(0)) // local)
+    if share > torch.get_num_threads():
+        torch.set_num_threads(share)
+
+
 def use_cpu_without_gpu(args: TrainingArguments) -> None:
     """Without a GPU, turn on ``use_cpu`` where TrainingArguments needs it to work at all.
 
     Multi-process launches (WORLD_SIZE > 1) need it for the ranks to form one gloo group; without it
     each process trains alone on the full data and nothing warns (see docs/distributed.md). bf16 needs
-    it too. DeepSpeed on CPU is the exception (it must not be set, see the platform notes).
+    it too. DeepSpeed on CPU is the exception (it must not be set: ``deepspeed_without_gpu`` does its job).
     """
     import torch
 
     if args.use_cpu or torch.cuda.is_available():
         return
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() in ("1", "true")
-    if (world > 1 or args.bf16) and not deepspeed:
+    if (world > 1 or args.bf16) and not deepspeed_requested(args):
         args.use_cpu = True
+
+
+def deepspeed_without_gpu(args: TrainingArguments) -> None:
+    """DeepSpeed without a GPU: put the ranks in one gloo group before TrainingArguments sets up devices.
+
+    Left alone, Accelerate passes DeepSpeed no backend on CPU, then takes "no backend" for "one process":
+    every rank reports world size 1 and DeepSpeed stops on ``train_batch_size is not equal to
+    micro_batch_per_gpu * gradient_acc_step * world_size``. ``use_cpu`` does not help (it turns DeepSpeed
+    off). So this creates Accelerate's ``PartialState(backend="gloo")`` itself (DeepSpeed's own
+    ``init_distributed`` runs inside it) and tells TrainingArguments to use that state
+    (``accelerator_config.use_configured_state``; the user's other accelerator_config values are kept).
+    DeepSpeed picks its CPU accelerator by itself, ``DS_ACCELERATOR`` is not needed. A process started
+    without a launcher gets the rank-0-of-1 environment DeepSpeed needs (it would try MPI discovery).
+    With a GPU this does nothing: the ordinary NCCL path works.
+    """
+    import torch
+
+    if not deepspeed_requested(args) or torch.cuda.is_available():
+        return
+    from accelerate import PartialState
+    from transformers.trainer_pt_utils import AcceleratorConfig
+
+    if "LOCAL_RANK" not in os.environ:  # plain `python recipe.py`: one process, no launcher
+        defaults = {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1"}
+        for name, value in defaults.items():
+            os.environ.setdefault(name, value)
+        os.environ.setdefault("MASTER_PORT", str(_free_port()))
+    flag = os.environ.get("ACCELERATE_USE_DEEPSPEED")
+    os.environ["ACCELERATE_USE_DEEPSPEED"] = "true"  # also for `[training] deepspeed` without the launcher
+    try:
+        PartialState(backend="gloo")
+    finally:
+        if flag is None:
+            del os.environ["ACCELERATE_USE_DEEPSPEED"]
+        else:
+            os.environ["ACCELERATE_USE_DEEPSPEED"] = flag
+    config = args.accelerator_config
+    if config is None:
+        config = {}
+    elif isinstance(config, str):
+        config = AcceleratorConfig.from_json_file(config).to_dict()
+    elif isinstance(config, AcceleratorConfig):
+        config = config.to_dict()
+    args.accelerator_config = {**config, "use_configured_state": True}
+
+
+# Optimizers Accelerate turns into their DeepSpeed CPU twin under optimizer offload without changing the maths.
+OFFLOAD_OPTIMIZERS = ("adamw_torch", "adamw_torch_fused", "adagrad", "lion_32bit")
+
+
+def check_offload_optimizer(args: TrainingArguments) -> None:
+    """Refuse an optimizer that DeepSpeed's optimizer offload would silently replace.
+
+    With ``offload_optimizer_device`` cpu or nvme (``recipes/accelerate/zero3_offload.yaml``), Accelerate
+    swaps the Trainer's torch optimizer for a DeepSpeed CPU optimizer: AdamW -> DeepSpeedCPUAdam (AdamW
+    mode), Adagrad and 32-bit Lion -> their CPU twins, anything else (SGD, Adafactor, ...) -> DeepSpeedCPUAdam
+    as Adam, with no word. A DeepSpeed config that names its own ``optimizer`` or sets
+    ``zero_force_ds_cpu_optimizer: false`` is left alone.
+    """
+    if not deepspeed_requested(args):
+        return
+    device = os.environ.get("ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_DEVICE", "none")
+    config = args.deepspeed or os.environ.get("ACCELERATE_DEEPSPEED_CONFIG_FILE", "none")
+    if config != "none":
+        if not isinstance(config, dict):
+            if not Path(config).is_file():
+                return  # TrainingArguments says what is wrong with it
+            config = json.loads(Path(config).read_text(encoding="utf-8"))
+        if "optimizer" in config or config.get("zero_force_ds_cpu_optimizer", True) is False:
+            return
+        device = config.get("zero_optimization", {}).get("offload_optimizer", {}).get("device", "none")
+    optim = str(getattr(args.optim, "value", args.optim))
+    if str(device).lower() not in ("none", "") and optim not in OFFLOAD_OPTIMIZERS:
+        raise ConfigError(
+            f"optim = {optim!r} with DeepSpeed optimizer offload ({device}): Accelerate would silently replace "
+            f"it by DeepSpeed's CPU Adam. Use one of {', '.join(OFFLOAD_OPTIMIZERS)}, or a ZeRO config without "
+            "offload_optimizer_device (recipes/accelerate/zero2.yaml, zero3.yaml)"
+        )
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -46,7 +46,7 @@ from .checkpointing import (
 )
 from .evaluation import EvalState, SampleWriter, first_n, real_count
 from .inference import Inference
-from .neuro_config import NeuroTrainingArguments
+from .neuro_config import NeuroTrainingArguments, deepspeed_requested
 from .run_folder import HistoryRecorder
 
 logger = logging.getLogger(__name__)
@@ -106,6 +106,10 @@ class NeuroTrainer(Trainer):
         if args.stop_on_nonfinite_loss:
             callbacks.append(NonFiniteLossCallback(self))
         kwargs.setdefault("data_collator", passthrough_collate)
+        if deepspeed_requested(args):
+            from .deepspeed_compat import patch_scalar_broadcast
+
+            patch_scalar_broadcast()  # DeepSpeed 0.19 cannot broadcast 0-dim parameters (CLIP's logit_scale)
         super().__init__(
             model=model,
             args=args,

@@ -1,0 +1,188 @@
+"""CLIP data: synthetic set, trained tokenizer + processor round trip, caption sampling, bad input."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from neurotrain_hf.config import build_config
+from neurotrain_hf.errors import ConfigError, DataError
+from neurotrain_hf.tasks.clip.data import ClipTransform, prepare
+from neurotrain_hf.tasks.clip.processor import EOS_ID, build_processor, train_tokenizer
+from neurotrain_hf.tasks.clip.synthetic import combinations, generate
+
+
+def clip_config(tmp_path, **sections):
+    data = {
+        "basic": {"task": "clip", "run_id": "t", "seed": 0, "output_dir": str(tmp_path / "runs")},
+        "model": {"name": "clip_tiny"},
+        "dataset": {"name": "synthetic_shapes", "max_samples": 200},
+        "training": {"max_steps": 2, "batch_size": 16, "report_to": "none", "disable_tqdm": True},
+    }
+    for name, values in sections.items():
+        data.setdefault(name, {}).update(values)
+    return build_config(data)
+
+
+def caption_folder(root, rows, images=("a.png", "b.JPG", "c.png", "d.png")):
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for name in images:
+        Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(
+            root / name, format="PNG" if name.lower().endswith("png") else "JPEG"
+        )
+    with open(root / "metadata.jsonl", "w") as f:
+        for file_name, captions in rows:
+            f.write(json.dumps({"file_name": file_name, "captions": captions}) + "\n")
+    return root
+
+
+def test_synthetic_held_out_splits_have_one_image_per_combination():
+    data = generate(64, 32, seed=3, distinct=True)
+    assert len({tuple(c) for c in data["captions"]}) == 64 <= len(combinations())
+    assert all(len(c) == 5 for c in data["captions"])
+    assert data["image"][0].shape == (32, 32, 3) and data["image"][0].dtype == np.uint8
+    again = generate(64, 32, seed=3, distinct=True)
+    assert all((a == b).all() for a, b in zip(data["image"], again["image"]))  # seeded
+
+
+def test_trained_tokenizer_and_processor_round_trip(tmp_path):
+    captions = ["a small red circle at the top left", "Large BLUE square, bottom right"]
+    tokenizer = train_tokenizer(captions, vocab_size=100, max_length=12)
+    processor = build_processor(tokenizer, 32)
+    processor.save_pretrained(tmp_path)
+    from transformers import CLIPProcessor
+
+    loaded = CLIPProcessor.from_pretrained(tmp_path)
+    a = processor(text=captions, padding="max_length", truncation=True, max_length=12, return_tensors="pt")
+    b = loaded(text=captions, padding="max_length", truncation=True, max_length=12, return_tensors="pt")
+    assert torch.equal(a["input_ids"], b["input_ids"])
+    assert (a["input_ids"] == EOS_ID).sum(1).tolist() == [1, 1]  # the text tower pools at this token
+    long = loaded.tokenizer(" ".join(["red"] * 30), truncation=True, max_length=12)["input_ids"]
+    assert len(long) == 12 and long[-1] == EOS_ID  # truncation keeps the end-of-text token
+    assert loaded.tokenizer("Large blue")["input_ids"] == loaded.tokenizer("large   blue")["input_ids"]
+
+
+def test_training_transform_samples_one_caption_per_image_reproducibly(tmp_path):
+    captions = [["one a", "one b", "one c"], ["two a", "two b"]]
+    processor = build_processor(train_tokenizer([c for cs in captions for c in cs], 50, 8), 16)
+    images = [np.zeros((16, 16, 3), np.uint8), np.full((16, 16, 3), 255, np.uint8)]
+    transform = ClipTransform(processor, 8, train=True)
+    seen = set()
+    for seed in range(20):
+        torch.manual_seed(seed)
+        out = transform({"image": images, "captions": captions})
+        decoded = processor.tokenizer.batch_decode(out["input_ids"], skip_special_tokens=True)
+        assert decoded[0] in captions[0] and decoded[1] in captions[1]
+        seen.add(decoded[0])
+        torch.manual_seed(seed)
+        assert torch.equal(transform({"image": images, "captions": captions})["input_ids"], out["input_ids"])
+    assert seen == set(captions[0])  # every caption gets drawn
+    evaluation = ClipTransform(processor, 8)({"image": images, "captions": captions, "label": [0, 1]})
+    assert evaluation["caption_owner"].tolist() == [0, 0, 0, 1, 1]
+    assert evaluation["caption_input_ids"].shape == (5, 8) and evaluation["pixel_values"].shape == (
+        2,
+        3,
+        16,
+        16,
+    )
+
+
+def test_caption_folder_prepares_with_counts(tmp_path):
+    long = " ".join(["word"] * 40)
+    rows = [
+        ("a.png", ["a red thing", long]),
+        ("b.JPG", ["a blue thing"]),
+        ("c.png", ["green"]),
+        ("d.png", ["x y"]),
+    ]
+    root = caption_folder(tmp_path / "data", rows)
+    config = clip_config(
+        tmp_path,
+        dataset={
+            "name": "captions_folder",
+            "root": str(root),
+            "valid_ratio": 0.25,
+            "test_ratio": 0.25,
+            "max_samples": None,
+        },
+        training={"max_text_length": 16},
+    )
+    data = prepare(config)
+    assert sum(data.report["dataset"]["images"].values()) == 4
+    assert sum(data.report["truncated_captions"].values()) == 1
+    assert data.info.image_size == 224 and data.info.max_length == 16
+
+
+def test_empty_caption_names_the_row_or_is_skipped(tmp_path):
+    rows = [("a.png", ["fine"]), ("b.JPG", ["  "]), ("c.png", ["ok"]), ("d.png", ["also ok", ""])]
+    root = caption_folder(tmp_path / "data", rows)
+    config = clip_config(
+        tmp_path, dataset={"name": "captions_folder", "root": str(root), "max_samples": None}
+    )
+    with pytest.raises(DataError) as err:
+        prepare(config)
+    message = str(err.value)
+    assert "\n" not in message and "empty caption" in message and "row 1" in message and "b.JPG" in message
+    config = clip_config(
+        tmp_path,
+        dataset={
+            "name": "captions_folder",
+            "root": str(root),
+            "skip_bad_samples": True,
+            "valid_ratio": 0.34,
+            "test_ratio": 0.0,
+            "max_samples": None,
+        },
+    )
+    data = prepare(config)
+    assert data.report["skipped_empty_captions"] == {"train": 2}
+    assert sum(data.report["dataset"]["images"].values()) == 3  # b.JPG had no caption left
+
+
+def test_missing_or_corrupt_image_names_the_file(tmp_path):
+    rows = [("a.png", ["one"]), ("b.JPG", ["two"]), ("c.png", ["three"]), ("gone.png", ["four"])]
+    root = caption_folder(tmp_path / "data", rows)
+    (root / "c.png").write_bytes(b"not a png")
+    config = clip_config(
+        tmp_path, dataset={"name": "captions_folder", "root": str(root), "max_samples": None}
+    )
+    with pytest.raises(DataError) as err:
+        prepare(config)
+    assert "\n" not in str(err.value) and ("c.png" in str(err.value) or "gone.png" in str(err.value))
+    config = clip_config(
+        tmp_path,
+        dataset={
+            "name": "captions_folder",
+            "root": str(root),
+            "skip_bad_samples": True,
+            "valid_ratio": 0.0,
+            "test_ratio": 0.0,
+            "max_samples": None,
+        },
+    )
+    data = prepare(config)
+    assert data.report["skipped_samples"] == {"train": 2}
+    assert sorted(f.split("/")[-1] for f in data.report["skipped_files"]["train"]) == ["c.png", "gone.png"]
+
+
+def test_a_model_that_is_not_clip_like_is_refused_in_one_line(tmp_path):
+    from transformers import ViTConfig, ViTModel
+
+    folder = tmp_path / "vit"
+    ViTModel(
+        ViTConfig(
+            image_size=16,
+            patch_size=8,
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=8,
+        )
+    ).save_pretrained(folder)
+    config = clip_config(tmp_path, model={"name": f"hf/{folder}", "pretrained": True})
+    with pytest.raises(ConfigError) as err:
+        prepare(config)
+    assert "not a CLIP-like model" in str(err.value) and "\n" not in str(err.value)
