@@ -11,7 +11,7 @@ export HF_UPDATE_DOWNLOAD_COUNTS ?= 0
 export GRADIO_ANALYTICS_ENABLED ?= False
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install train train-seg train-clip test test-fast lint format bench bench-metrics docs spaces clean
+.PHONY: install chromium train train-seg train-clip test test-fast lint format bench bench-metrics docs spaces clean
 
 # Reinstalls only when pyproject.toml changes (the stamp is newer otherwise).
 install: $(STAMP)
@@ -36,7 +36,11 @@ train-clip: install
 	$(BIN)/accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no \
 		recipes/train_clip.py recipes/configs/clip_synthetic.toml
 
-test: install
+# The demo screenshot test needs Chromium (Debian's package); it skips when the install is impossible.
+chromium:
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || true
+
+test: install chromium
 	$(BIN)/python -m pytest -q tests
 
 test-fast: install

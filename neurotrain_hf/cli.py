@@ -1,4 +1,4 @@
-"""The ``neurotrain`` command: train, check, convert, test, predict, list, env, metrics, lora.
+"""The ``neurotrain`` command: train, check, convert, test, predict, list, env, metrics, lora, push, pull, dataset, space.
 
 Heavy libraries are imported inside the subcommands that need them. Errors in user input print one
 line (``error: <file>: <key>: <what>``) and exit with code 2.
@@ -174,6 +174,46 @@ def _cmd_lora(args) -> int:
     return 0
 
 
+def _cmd_push(args) -> int:
+    from .hub import push_run
+
+    result = push_run(
+        args.run_dir,
+        args.repo_id,
+        private=args.private,
+        revision=args.revision,
+        include_checkpoints=args.include_checkpoints,
+        include_optimizer=args.include_optimizer,
+    )
+    print(f"pushed {len(result['files'])} files: {result['commit_url']}")
+    return 0
+
+
+def _cmd_pull(args) -> int:
+    from .hub import pull
+
+    print(pull(args.repo_id, revision=args.revision))
+    return 0
+
+
+def _cmd_dataset(args) -> int:
+    from .config import load_config
+    from .hub import push_dataset
+
+    splits = push_dataset(load_config(args.config), args.repo_id, private=args.private)
+    print(
+        f'pushed splits {", ".join(splits)} to {args.repo_id}; load with [dataset] hub_id = "{args.repo_id}"'
+    )
+    return 0
+
+
+def _cmd_space(args) -> int:
+    from .hub import publish_space
+
+    print(publish_space(args.folder, args.repo_id, args.model, private=args.private))
+    return 0
+
+
 def _cmd_env(args) -> int:
     import importlib.metadata as md
     import platform
@@ -225,6 +265,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("kind", choices=LIST_KINDS)
     p.add_argument("pattern", nargs="?", default="*")
     sub.add_parser("env", help="print versions for bug reports")
+    p = sub.add_parser("push", help="push a run folder to a Hub model repo (model, card, record)")
+    p.add_argument("run_dir")
+    p.add_argument("repo_id")
+    p.add_argument("--private", action="store_true")
+    p.add_argument("--revision", default=None, help="branch (created when missing)")
+    p.add_argument("--include-checkpoints", action="store_true", help="also the checkpoints' weights")
+    p.add_argument(
+        "--include-optimizer", action="store_true", help="with checkpoints: optimizer/scheduler state"
+    )
+    p = sub.add_parser("pull", help="snapshot a Hub model repo into the cache and print its folder")
+    p.add_argument("repo_id")
+    p.add_argument("--revision", default=None)
+    p = sub.add_parser("dataset", help="datasets: push a configured dataset to the Hub")
+    p.add_argument("action", choices=("push",))
+    p.add_argument("config", help="an experiment file whose [dataset] names the data")
+    p.add_argument("repo_id")
+    p.add_argument("--private", action="store_true")
+    p = sub.add_parser("space", help="Gradio demo Spaces: publish spaces/<name> serving a model repo")
+    p.add_argument("action", choices=("publish",))
+    p.add_argument("folder", help="e.g. spaces/segmentation-demo")
+    p.add_argument("repo_id", help="the Space repo, namespace/name")
+    p.add_argument("--model", required=True, help="the model repo id the demo serves")
+    p.add_argument("--private", action="store_true")
     p = sub.add_parser("lora", help="LoRA adapters: merge one into its base model")
     p.add_argument("action", choices=("merge",))
     p.add_argument("adapter", help="a run folder (its adapter/) or an adapter folder")
@@ -249,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         names = [n for n in _registry_names(args.kind) if fnmatch.fnmatchcase(n, args.pattern)]
         print("\n".join(names))
         return 0
-    if args.command in ("test", "predict", "lora"):
+    if args.command in ("test", "predict", "lora", "push", "pull", "dataset", "space"):
         setup_logging()
     handlers = {
         "check": _cmd_check,
@@ -259,6 +322,10 @@ def main(argv: list[str] | None = None) -> int:
         "env": _cmd_env,
         "metrics": _cmd_metrics,
         "lora": _cmd_lora,
+        "push": _cmd_push,
+        "pull": _cmd_pull,
+        "dataset": _cmd_dataset,
+        "space": _cmd_space,
     }
     try:
         if args.command == "convert" and args.output:

@@ -21,7 +21,11 @@ from .tasks.base import TASK_KEY
 
 
 def model_folder(path: str | Path) -> Path:
-    """A model folder from a run folder or a model folder; one-line error otherwise."""
+    """A model folder from a run folder, a model folder or a Hub repo id (snapshotted into the cache)."""
+    if not Path(path).exists() and str(path).count("/") == 1 and not str(path).startswith((".", "/")):
+        from .hub import pull
+
+        path = pull(str(path))
     path = Path(path)
     if (path / "model" / "config.json").is_file():
         return path / "model"

@@ -19,6 +19,7 @@ from transformers import set_seed
 from .adapters import ADAPTER_DIR, BASE_DIR, apply_peft, is_peft_model, merge_adapter
 from .config.experiment import ExperimentConfig
 from .config.io import write_config_file
+from .errors import ConfigError
 from .tasks import get_task
 from .tasks.base import TASK_KEY
 from .tester import Tester
@@ -111,6 +112,8 @@ def build(config: ExperimentConfig, callbacks: list | None = None) -> tuple[Any,
 def run(config: ExperimentConfig, callbacks: list | None = None) -> dict[str, Any]:
     """Train, keep the best model, test it, and write the run folder; returns the report."""
     started = time.time()
+    if config.hub.push_to_hub and not config.hub.repo_id:
+        raise ConfigError(f"{config.source}: [hub] push_to_hub needs repo_id")
     task, data, trainer = build(config, callbacks)
     run_dir = config.run_dir
     main = trainer.is_world_process_zero()
@@ -154,5 +157,20 @@ def run(config: ExperimentConfig, callbacks: list | None = None) -> dict[str, An
         plot_curves(run_dir, read_history(run_dir))
     report["wall_time_s"] = round(time.time() - started, 2)
     write_report(run_dir, report)
+    if config.hub.push_to_hub:
+        from .hub import push_run
+
+        hub = config.hub
+        pushed = push_run(
+            run_dir,
+            hub.repo_id,
+            private=hub.private,
+            revision=hub.revision,
+            include_checkpoints=hub.include_checkpoints,
+            include_optimizer=hub.include_optimizer,
+            license=hub.license,
+        )
+        report["hub"] = {"repo_id": hub.repo_id, "commit_url": pushed["commit_url"]}
+        write_report(run_dir, report)
     logger.info("report: %s", json.dumps(report.get("test", {})))
     return report

@@ -22,14 +22,15 @@ from .sections import (
     AugmentationConfig,
     BasicConfig,
     DatasetConfig,
+    HubConfig,
     ModelConfig,
     PeftConfig,
     TestingConfig,
 )
 from .validation import check_section, field_types, parse_override_value
 
-SECTION_ORDER = ("basic", "model", "dataset", "training", "testing", "augmentation", "peft")
-RESERVED_SECTIONS = ("hub",)  # read by later tasks; kept verbatim until their dataclasses exist
+SECTION_ORDER = ("basic", "model", "dataset", "training", "testing", "augmentation", "peft", "hub")
+RESERVED_SECTIONS: tuple[str, ...] = ()  # sections read by later tasks, kept verbatim until they exist
 # [training] keys that belong to [basic]: one place for each setting.
 MOVED_KEYS = {"seed": "basic", "output_dir": "basic"}
 SECRET_KEY = re.compile(r"(^|_)(token|password|secret)$")  # hub_token, push_to_hub_token, ...
@@ -46,6 +47,7 @@ class ExperimentConfig:
     testing: TestingConfig
     augmentation: AugmentationConfig
     peft: PeftConfig = field(default_factory=PeftConfig)
+    hub: HubConfig = field(default_factory=HubConfig)
     extra: dict[str, dict[str, Any]] = field(default_factory=dict)
     source: str = "<dict>"
     training_keys: tuple[str, ...] = ()

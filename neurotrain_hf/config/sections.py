@@ -275,6 +275,34 @@ class PeftConfig:
     )
 
 
+@dataclass
+class HubConfig:
+    """``[hub]``: sharing the run on the Hugging Face Hub (endpoint, token and cache from ``HF_ENDPOINT``,
+    ``HF_TOKEN`` / ``hf auth login`` and ``HF_HOME``; never from this file)."""
+
+    repo_id: str | None = field(
+        default=None, metadata={"help": "Model repo to push to, `namespace/name` (created when missing)."}
+    )
+    push_to_hub: bool = field(
+        default=False,
+        metadata={"help": "Push the run folder to `repo_id` when training ends (main process)."},
+    )
+    private: bool = field(default=False, metadata={"help": "Create the repo private."})
+    revision: str | None = field(
+        default=None, metadata={"help": "Branch to push to (created from main when missing); default main."}
+    )
+    include_checkpoints: bool = field(
+        default=False, metadata={"help": "Also upload the checkpoint folders' weights (safetensors)."}
+    )
+    include_optimizer: bool = field(
+        default=False,
+        metadata={"help": "With checkpoints: also their optimizer, scheduler and RNG state (pickles)."},
+    )
+    license: str = field(
+        default="apache-2.0", metadata={"help": "License id written into the model card (Hub license ids)."}
+    )
+
+
 SECTIONS: dict[str, type] = {
     "basic": BasicConfig,
     "model": ModelConfig,
@@ -282,5 +310,6 @@ SECTIONS: dict[str, type] = {
     "augmentation": AugmentationConfig,
     "testing": TestingConfig,
     "peft": PeftConfig,
+    "hub": HubConfig,
 }
 """Fixed sections; ``[training]`` is resolved per task."""

@@ -35,6 +35,9 @@ class Task:
 
     name: ClassVar[str] = ""
     auto_model: ClassVar[str] = "AutoModelForImageClassification"
+    hub_task: ClassVar[str] = "image-classification"  # the Hub's pipeline tag / model-index task type
+    description: ClassVar[str] = "image model"
+    medical: ClassVar[bool] = False  # cards then say: research use, not for clinical use
 
     # --- training ---------------------------------------------------------------------------------
     def prepare_data(self, config) -> TaskData:
@@ -93,6 +96,33 @@ class Task:
         from ..models.registry import logits_of
 
         return [logits_of(model(**inputs)).float()]
+
+    # --- sharing ---------------------------------------------------------------------------------------
+    def metric_protocol(self, key: str, config: dict[str, Any]) -> str:
+        """How a reported metric was measured, for model cards (tasks name their protocols)."""
+        return key
+
+    def load_snippet(self, repo_id: str) -> str:
+        """Python that loads the pushed model (our architectures register with the Auto classes)."""
+        return (
+            "import neurotrain_hf  # registers neurotrain's model classes with the Auto classes (no remote code)\n"
+            f"from transformers import {self.auto_model}, AutoImageProcessor\n\n"
+            f'model = {self.auto_model}.from_pretrained("{repo_id}")\n'
+            f'processor = AutoImageProcessor.from_pretrained("{repo_id}")\n'
+            f'# or: neurotrain_hf.Predictor.from_pretrained("{repo_id}")(image)'
+        )
+
+    def limitations(self) -> str:
+        text = (
+            "Trained and evaluated on the dataset named above only; check it on data like yours before use. "
+            "Results are from one run with one seed."
+        )
+        if self.medical:
+            text += (
+                " **Research use only: not a medical device and not for clinical use** (diagnosis, screening or "
+                "treatment decisions). Performance on other devices, sites and populations is unknown."
+            )
+        return text
 
     def summary(self, record: dict[str, Any]) -> dict[str, Any]:
         """What ``neurotrain predict`` prints for one record."""

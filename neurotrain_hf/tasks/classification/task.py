@@ -18,6 +18,15 @@ class ClassificationTask(Task):
 
     name = "classification"
     auto_model = "AutoModelForImageClassification"
+    description = "image classification"
+
+    def metric_protocol(self, key: str, config: dict[str, Any]) -> str:
+        average = config.get("training", {}).get("average", "macro")
+        if key in ("precision", "recall", "f1", "auc"):
+            return f"{key}, {average}-averaged over classes"
+        if key == "accuracy":
+            return "top-1 accuracy"
+        return f"top-{key[3:]} accuracy" if key.startswith("top") else key
 
     def prepare_data(self, config) -> TaskData:
         return prepare(config)

@@ -26,6 +26,29 @@ class ClipTask(Task):
 
     name = "clip"
     auto_model = "AutoModel"
+    hub_task = "zero-shot-image-classification"
+    description = "CLIP-style image-text"
+
+    def metric_protocol(self, key: str, config: dict[str, Any]) -> str:
+        if "recall@" in key:
+            direction, k = key.split("_recall@")
+            query = (
+                "a caption retrieves its image"
+                if direction == "text_to_image"
+                else "an image retrieves any of its captions"
+            )
+            return f"recall@{k}: {query} among all held-out images/captions"
+        if key == "zero_shot_accuracy":
+            templates = config.get("training", {}).get("zero_shot_templates", ["a photo of a {}."])
+            return f"zero-shot top-1 accuracy with prompt templates {templates}"
+        return key
+
+    def load_snippet(self, repo_id: str) -> str:
+        return (
+            "from transformers import AutoModel, AutoProcessor\n\n"
+            f'model = AutoModel.from_pretrained("{repo_id}")  # a CLIPModel\n'
+            f'processor = AutoProcessor.from_pretrained("{repo_id}")  # a CLIPProcessor'
+        )
 
     def prepare_data(self, config) -> TaskData:
         return prepare(config)

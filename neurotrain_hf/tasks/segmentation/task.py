@@ -21,6 +21,7 @@ from .inference import SegmentationInference
 from .postprocess import PostProcessConfig, postprocess
 from .trainer import SegmentationTrainer
 
+PIXEL_METRICS = ("f1", "accuracy", "sensitivity", "specificity", "precision", "auc", "iou", "mcc")
 DEFAULT_PAD_MULTIPLE = 32  # other networks (hf/): the usual stride of a 5-level encoder
 
 
@@ -57,6 +58,20 @@ class SegmentationTask(Task):
 
     name = "segmentation"
     auto_model = "AutoModelForSemanticSegmentation"
+    hub_task = "image-segmentation"
+    description = "medical image segmentation"
+    medical = True
+
+    def metric_protocol(self, key: str, config: dict[str, Any]) -> str:
+        threshold = config.get("training", {}).get("threshold", 0.5)
+        if key in PIXEL_METRICS:
+            name = "Dice" if key == "f1" else key
+            return f"{name} over the pixels inside the FOV mask, threshold {threshold}"
+        if key.startswith("best_"):
+            return f"{key}: the best value over a threshold sweep inside the FOV mask"
+        if key in ("mean_dice", "mean_iou", "mean_nsd", "mean_hd95"):
+            return f"{key}: per image and class over the whole image, averaged (background excluded)"
+        return key
 
     def prepare_data(self, config) -> TaskData:
         return prepare(config)

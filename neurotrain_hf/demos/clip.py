@@ -1,0 +1,159 @@
+"""CLIP demo: a gallery of images and a text -> the images ranked for the text; labels -> zero-shot.
+
+- Retrieval (text -> images): every uploaded image is ranked by the cosine similarity of its unit
+  image embedding with the text's unit embedding, highest first (ties keep upload order).
+- Zero-shot (image -> labels): the comma-separated labels become prompts with the model's templates
+  (``neurotrain_zero_shot`` in config.json, else ``"a photo of a {}."``); a label's embedding is the
+  unit mean of its prompts' unit embeddings (as in the training's evaluation), and each image's labels
+  are ranked by probability, the softmax of ``logit_scale * cosine`` over the labels (SigLIP models:
+  the sigmoid of ``logit_scale * cosine + logit_bias``).
+
+The model loads with ``AutoModel``/``AutoProcessor`` (``CLIPModel``/``CLIPProcessor`` for neurotrain
+CLIP folders). API: ``/predict(images, text, labels)`` -> ``(ranking, zero_shot, gallery)``; ``ranking``
+rows are ``[rank, image file name, cosine similarity]``, ``zero_shot`` rows ``[image, rank, label,
+probability]``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .common import InputError, examples_of, gradio, guarded, open_checked, resolve_model, rgb_array
+
+DEFAULT_TEMPLATES = ("a photo of a {}.",)
+MAX_IMAGES = 64
+RANKING_HEADERS = ["rank", "image", "cosine similarity"]
+ZERO_SHOT_HEADERS = ["image", "rank", "label", "probability"]
+
+
+def parse_labels(text: str | None) -> list[str]:
+    """Comma-separated labels, stripped, empty ones and repeats dropped (first kept)."""
+    seen: dict[str, None] = {}
+    for label in (text or "").split(","):
+        if label.strip():
+            seen.setdefault(label.strip(), None)
+    return list(seen)
+
+
+class ClipScorer:
+    """Unit embeddings of images and texts with a CLIP-style model folder, and the scores above."""
+
+    def __init__(self, folder: Path) -> None:
+        from transformers import AutoModel, AutoProcessor
+
+        self.model = AutoModel.from_pretrained(str(folder)).eval()
+        self.processor = AutoProcessor.from_pretrained(str(folder))
+        zero_shot = getattr(self.model.config, "neurotrain_zero_shot", None) or {}
+        self.labels = list(zero_shot.get("labels") or [])
+        self.templates = list(zero_shot.get("templates") or DEFAULT_TEMPLATES)
+        limit = getattr(self.model.config.text_config, "max_position_embeddings", 77)
+        self.max_length = min(
+            int(getattr(self.processor.tokenizer, "model_max_length", limit) or limit), limit
+        )
+
+    def image_embeddings(self, images: list[np.ndarray]) -> Any:
+        import torch
+
+        from ..tasks.clip.inference import image_embeddings
+
+        pixels = self.processor(images=images, return_tensors="pt")["pixel_values"]
+        with torch.no_grad():
+            return image_embeddings(self.model, pixels)
+
+    def text_embeddings(self, texts: list[str]) -> Any:
+        import torch
+
+        from ..tasks.clip.inference import text_embeddings
+
+        tokens = self.processor.tokenizer(
+            texts, padding="max_length", truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
+        with torch.no_grad():
+            return text_embeddings(self.model, tokens["input_ids"], tokens.get("attention_mask"))
+
+    def zero_shot(self, image_embeds: Any, labels: list[str]) -> np.ndarray:
+        """(images, labels) probabilities."""
+        import torch
+        import torch.nn.functional as F
+
+        prompts = [t.format(label) for label in labels for t in self.templates]
+        text = self.text_embeddings(prompts).view(len(labels), len(self.templates), -1).mean(1)
+        with torch.no_grad():
+            logits = image_embeds @ F.normalize(text, dim=-1).T * self.model.logit_scale.exp()
+            if getattr(self.model, "logit_bias", None) is not None:
+                return torch.sigmoid(logits + self.model.logit_bias).numpy()
+            return logits.softmax(-1).numpy()
+
+
+def build_demo(model: str | None = None, examples: Any = None) -> Any:
+    """A ``gr.Blocks`` ranking uploaded images for a text, and labels for each image (zero-shot)."""
+    gr = gradio()
+    folder = resolve_model(model, task="clip")
+    scorer = ClipScorer(folder)
+
+    @guarded
+    def predict(files: list[Any] | None, text: str | None, labels_text: str | None) -> tuple:
+        paths = [str(getattr(f, "name", f)) for f in (files or [])]
+        if not paths:
+            raise InputError("no images: upload one or more image files")
+        if len(paths) > MAX_IMAGES:
+            raise InputError(f"{len(paths)} images: at most {MAX_IMAGES} at a time")
+        query, labels = (text or "").strip(), parse_labels(labels_text)
+        if not query and not labels:
+            raise InputError("enter a text to rank the images, or labels to classify them")
+        names = [Path(p).name for p in paths]
+        images = [rgb_array(open_checked(p)) for p in paths]
+        embeds = scorer.image_embeddings(images)
+        ranking: list[list[Any]] = []
+        gallery: list[tuple[np.ndarray, str]] = []
+        if query:
+            similarity = (embeds @ scorer.text_embeddings([query])[0]).tolist()
+            order = sorted(range(len(paths)), key=lambda i: -similarity[i])
+            for rank, i in enumerate(order, 1):
+                ranking.append([rank, names[i], round(float(similarity[i]), 6)])
+                gallery.append((images[i], f"{rank}. {names[i]} ({similarity[i]:.3f})"))
+        else:
+            gallery = [(image, name) for image, name in zip(images, names)]
+        zero_shot: list[list[Any]] = []
+        if labels:
+            probabilities = scorer.zero_shot(embeds, labels)
+            for i, name in enumerate(names):
+                order = sorted(range(len(labels)), key=lambda j: -probabilities[i, j])
+                for rank, j in enumerate(order, 1):
+                    zero_shot.append([name, rank, labels[j], round(float(probabilities[i, j]), 6)])
+        return (
+            {"headers": RANKING_HEADERS, "data": ranking},
+            {"headers": ZERO_SHOT_HEADERS, "data": zero_shot},
+            gallery,
+        )
+
+    with gr.Blocks(title="neurotrain CLIP") as demo:
+        gr.Markdown(
+            f"## Image-text retrieval and zero-shot classification\nModel: `{model or folder}`. Upload "
+            "images and enter a text: the images ranked by cosine similarity to the text (highest "
+            "first). Labels (comma-separated): each image's labels ranked by zero-shot probability, "
+            f"prompts {scorer.templates}. At most {MAX_IMAGES} images, 4096 px per side and 20 MB each."
+        )
+        with gr.Row():
+            with gr.Column():
+                images = gr.File(file_count="multiple", file_types=["image"], label="Images")
+                text = gr.Textbox(label="Text", placeholder="a small red circle at the top left")
+                labels = gr.Textbox(
+                    label="Zero-shot labels (comma-separated)", value=", ".join(scorer.labels)
+                )
+                button = gr.Button("Rank", variant="primary")
+            with gr.Column():
+                gallery = gr.Gallery(label="Images, ranked for the text", format="png", columns=4)
+                ranking = gr.Dataframe(headers=RANKING_HEADERS, label="Images ranked for the text")
+                zero_shot = gr.Dataframe(headers=ZERO_SHOT_HEADERS, label="Zero-shot labels per image")
+        button.click(
+            predict, inputs=[images, text, labels], outputs=[ranking, zero_shot, gallery], api_name="predict"
+        )
+        if files := examples_of(examples):
+            gr.Examples(
+                [[files, "", ", ".join(scorer.labels)]], inputs=[images, text, labels], cache_examples=False
+            )
+    return demo

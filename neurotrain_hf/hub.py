@@ -1,0 +1,169 @@
+"""Sharing through the Hub: push a run folder, pull a repo, push a prepared dataset.
+
+Only ``huggingface_hub``/``datasets`` APIs talk to the Hub; endpoint, token and cache come from
+``HF_ENDPOINT``, ``HF_TOKEN`` / ``hf auth login`` and ``HF_HOME``. A pushed model repo holds the run's
+``model/`` folder at its root (so ``AutoModel*.from_pretrained(repo_id)`` loads it), the adapter under
+``adapter/`` for PEFT runs, the run's record under ``neurotrain/`` and a generated model card. Errors are
+one line, and never contain the token.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .errors import NeuroTrainError
+
+RECORD_FILES = (
+    "config.toml",
+    "report.json",
+    "history.csv",
+    "history.jsonl",
+    "valid_metrics.json",
+    "test_metrics.json",
+)
+PICKLES = ("optimizer.pt", "scheduler.pt", "rng_state", "training_args.bin", "scaler.pt")
+
+
+def _hub_error(exc: Exception, what: str) -> NeuroTrainError:
+    """One line for a Hub failure; 401/403 say how to authenticate (the token itself is never shown)."""
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if status == 401 or type(exc).__name__ == "LocalTokenNotFoundError":
+        return NeuroTrainError(
+            f"{what}: the Hub refused the request without a valid token; set HF_TOKEN or run `hf auth login`"
+        )
+    if status == 403:
+        return NeuroTrainError(f"{what}: the token may not write here (read-only token or another namespace)")
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return NeuroTrainError(f"{what}: {first}")
+
+
+def stage_run(
+    run_dir: Path, dest: Path, include_checkpoints: bool = False, include_optimizer: bool = False
+) -> list[str]:
+    """Lay out the files a run's repo holds under ``dest``; returns their repo paths (sorted)."""
+    model, adapter = run_dir / "model", run_dir / "adapter"
+    if not model.is_dir() and not adapter.is_dir():
+        raise NeuroTrainError(f"{run_dir}: no model/ or adapter/ folder (is this a finished run folder?)")
+    if model.is_dir():
+        shutil.copytree(model, dest, dirs_exist_ok=True)
+    if adapter.is_dir():
+        shutil.copytree(adapter, dest / ("adapter" if model.is_dir() else "."), dirs_exist_ok=True)
+    record = dest / "neurotrain"
+    record.mkdir(parents=True, exist_ok=True)
+    for name in RECORD_FILES:
+        if (run_dir / name).is_file():
+            shutil.copy2(run_dir / name, record / name)
+    for png in run_dir.rglob("*.png"):
+        if "checkpoint-" not in str(png.relative_to(run_dir)):
+            target = record / "plots" / png.relative_to(run_dir)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(png, target)
+    if include_checkpoints:
+        for ckpt in sorted(run_dir.glob("checkpoint-*")):
+            for file in ckpt.rglob("*"):
+                if file.is_file() and (include_optimizer or not file.name.startswith(PICKLES)):
+                    target = dest / "checkpoints" / ckpt.name / file.relative_to(ckpt)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(file, target)
+    return sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
+
+
+def push_run(
+    run_dir: str | Path,
+    repo_id: str,
+    *,
+    private: bool = False,
+    revision: str | None = None,
+    include_checkpoints: bool = False,
+    include_optimizer: bool = False,
+    license: str = "apache-2.0",
+    token: str | None = None,
+) -> dict[str, Any]:
+    """Create (if needed) and upload the run's repo; returns the commit URL and the pushed file list."""
+    from huggingface_hub import HfApi
+
+    from .model_card import build_card
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "report.json").is_file():
+        raise NeuroTrainError(f"{run_dir}: no report.json (push a finished run folder)")
+    api = HfApi(token=token)
+    with tempfile.TemporaryDirectory(prefix="neurotrain-push-") as tmp:
+        stage = Path(tmp)
+        files = stage_run(run_dir, stage, include_checkpoints, include_optimizer)
+        build_card(run_dir, repo_id, license).save(stage / "README.md")
+        try:
+            api.create_repo(repo_id, private=private, exist_ok=True)
+            if revision:
+                api.create_branch(repo_id, branch=revision, exist_ok=True)
+            commit = api.upload_folder(
+                repo_id=repo_id,
+                folder_path=str(stage),
+                revision=revision,
+                commit_message=f"neurotrain run {run_dir.name}",
+            )
+        except Exception as exc:  # noqa: BLE001 - every client failure becomes one line
+            raise _hub_error(exc, f"push {run_dir} -> {repo_id}") from None
+    return {"commit_url": str(getattr(commit, "commit_url", commit)), "files": sorted([*files, "README.md"])}
+
+
+def pull(repo_id: str, revision: str | None = None, token: str | None = None) -> Path:
+    """Snapshot a model repo into the cache (``HF_HOME``); returns the local folder."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, revision=revision, token=token))
+    except Exception as exc:  # noqa: BLE001
+        raise _hub_error(exc, f"pull {repo_id}" + (f"@{revision}" if revision else "")) from None
+
+
+def push_dataset(config: Any, repo_id: str, private: bool = False, token: str | None = None) -> list[str]:
+    """Push the configured dataset's splits (images embedded) with ``DatasetDict.push_to_hub``; loads back
+    with ``[dataset] hub_id = repo_id``. Returns the split names."""
+    from .data.registry import DATASETS
+    from .tasks import get_task
+
+    get_task(config.basic.task).load_sources()
+    source = DATASETS.get(config.dataset.name)(config.dataset)
+    try:
+        source.splits.push_to_hub(repo_id, private=private, token=token)
+    except Exception as exc:  # noqa: BLE001
+        raise _hub_error(exc, f"dataset push {config.dataset.name} -> {repo_id}") from None
+    return list(source.splits)
+
+
+def publish_space(
+    folder: str | Path, repo_id: str, model: str, private: bool = False, token: str | None = None
+) -> str:
+    """Create or update a Gradio Space from ``spaces/<name>/``, serving ``model`` (a Hub model id): the
+    card's ``models`` and the app's default ``NEUROTRAIN_MODEL`` are set to it. Returns the commit URL."""
+    from huggingface_hub import HfApi, RepoCard
+
+    folder = Path(folder)
+    if not (folder / "app.py").is_file() or not (folder / "README.md").is_file():
+        raise NeuroTrainError(
+            f"{folder}: not a Space folder (needs app.py and README.md with the Space front matter)"
+        )
+    with tempfile.TemporaryDirectory(prefix="neurotrain-space-") as tmp:
+        stage = Path(tmp)
+        shutil.copytree(folder, stage, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+        card = RepoCard.load(stage / "README.md")
+        previous = list(card.data.get("models") or [])
+        card.data.models = [model]
+        card.save(stage / "README.md")
+        app = (stage / "app.py").read_text(encoding="utf-8")
+        for old in previous:
+            app = app.replace(f'"{old}"', f'"{model}"')
+        (stage / "app.py").write_text(app, encoding="utf-8")
+        api = HfApi(token=token)
+        try:
+            api.create_repo(repo_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
+            commit = api.upload_folder(
+                repo_id=repo_id, repo_type="space", folder_path=str(stage), commit_message=f"serve {model}"
+            )
+        except Exception as exc:  # noqa: BLE001
+            raise _hub_error(exc, f"space publish {folder} -> {repo_id}") from None
+    return str(getattr(commit, "commit_url", commit))
