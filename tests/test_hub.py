@@ -211,3 +211,34 @@ print(json.dumps(model.get_text_features(**inputs).pooler_output[0].tolist()))
     with torch.no_grad():
         local = model.get_text_features(**inputs).pooler_output[0]
     assert torch.equal(torch.tensor(json.loads(got.stdout.strip().splitlines()[-1])), local)
+
+
+def test_segmentation_push_card_states_the_protocol_and_loads_by_repo_id(hub, tmp_path):
+    from .segmentation.test_segmentation_runs import seg_dict
+
+    data = seg_dict(tmp_path, "share", num_train_epochs=1)
+    run(build_config(data))
+    run_dir = tmp_path / "runs" / "segmentation" / "share"
+    pushed = cli(hub, tmp_path / "h", "push", str(run_dir), "tester/vessels")
+    assert pushed.returncode == 0, pushed.stderr[-3000:]
+    code = """
+import json, torch
+import neurotrain_hf
+from transformers import AutoModelForSemanticSegmentation
+from huggingface_hub import ModelCard
+model = AutoModelForSemanticSegmentation.from_pretrained("tester/vessels").eval()
+card = ModelCard.load("tester/vessels")
+x = torch.linspace(-1, 1, 3 * 48 * 48).reshape(1, 3, 48, 48)
+print(json.dumps({"logits": model(pixel_values=x).logits.tolist(), "tags": card.data.tags, "text": card.text}))
+"""
+    got = cli(hub, tmp_path / "fresh", code=code, token=None)
+    assert got.returncode == 0, got.stderr[-3000:]
+    out = json.loads(got.stdout.strip().splitlines()[-1])
+    from transformers import AutoModelForSemanticSegmentation
+
+    local = AutoModelForSemanticSegmentation.from_pretrained(run_dir / "model").eval()
+    with torch.no_grad():
+        expected = local(pixel_values=torch.linspace(-1, 1, 3 * 48 * 48).reshape(1, 3, 48, 48)).logits
+    assert torch.equal(torch.tensor(out["logits"]), expected)
+    assert "medical" in out["tags"] and "not for clinical use" in out["text"]
+    assert "Dice over the pixels inside the FOV mask, threshold 0.5" in out["text"]
