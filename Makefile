@@ -57,6 +57,7 @@ format: install
 bench: install
 	$(BIN)/python benchmarks/trainer_overhead.py
 	$(BIN)/python benchmarks/metrics_speed.py
+	$(BIN)/python benchmarks/clip_throughput.py
 
 bench-metrics: install
 	$(BIN)/python benchmarks/metrics_speed.py

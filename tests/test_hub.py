@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -46,10 +47,21 @@ def trained(tmp_path_factory):
     return tmp / "runs" / "classification" / "t"
 
 
-def test_push_then_load_by_repo_id_in_a_fresh_cache(hub, trained, tmp_path):
-    push = cli(hub, tmp_path / "home1", "push", str(trained), "tester/digits-cnn")
+SECRET = "hf_secret_test_token"  # a write token the double accepts; searched for in everything written
+
+
+@pytest.fixture(scope="module")
+def pushed(hub, trained, tmp_path_factory):
+    """The trained run pushed once as tester/digits-cnn (shared by the tests below)."""
+    push = cli(
+        hub, tmp_path_factory.mktemp("push") / "home", "push", str(trained), "tester/digits-cnn", token=SECRET
+    )
     assert push.returncode == 0, push.stderr[-3000:]
-    assert push.stdout.startswith("pushed ")
+    return push
+
+
+def test_push_then_load_by_repo_id_in_a_fresh_cache(hub, trained, pushed, tmp_path):
+    assert pushed.stdout.startswith("pushed ")
     probe = """
 import json, torch
 import neurotrain_hf
@@ -87,22 +99,19 @@ print(json.dumps({"logits": model(pixel_values=x).logits.tolist(), "files": file
     assert 'from_pretrained("tester/digits-cnn")' in out["text"]
 
 
-def test_predict_from_a_repo_id_and_pull(hub, trained, tmp_path):
-    assert cli(hub, tmp_path / "h", "push", str(trained), "tester/digits-predict").returncode == 0
+def test_predict_from_a_repo_id_and_pull(hub, trained, pushed, tmp_path):
     from PIL import Image
 
     image = tmp_path / "digit.png"
     Image.fromarray((torch.rand(8, 8) * 255).to(torch.uint8).numpy()).save(image)
-    predicted = cli(hub, tmp_path / "fresh", "predict", "tester/digits-predict", str(image), token=None)
+    predicted = cli(hub, tmp_path / "fresh", "predict", "tester/digits-cnn", str(image), token=None)
     assert predicted.returncode == 0, predicted.stderr[-3000:]
     remote = json.loads(predicted.stdout.strip().splitlines()[-1])
     from neurotrain_hf.predictor import Predictor
 
     assert remote["label"] == Predictor.from_pretrained(trained)(str(image))["label"]
-    pulled = cli(hub, tmp_path / "fresh", "pull", "tester/digits-predict", token=None)
-    assert pulled.returncode == 0 and (tmp_path / "fresh") in [
-        p for p in __import__("pathlib").Path(pulled.stdout.strip()).parents
-    ]
+    pulled = cli(hub, tmp_path / "fresh", "pull", "tester/digits-cnn", token=None)
+    assert pulled.returncode == 0 and (tmp_path / "fresh") in [p for p in Path(pulled.stdout.strip()).parents]
 
 
 def test_push_to_a_branch_and_a_wrong_revision(hub, trained, tmp_path):
@@ -115,23 +124,20 @@ def test_push_to_a_branch_and_a_wrong_revision(hub, trained, tmp_path):
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "nope" in bad.stderr
 
 
-def test_push_without_a_token_fails_in_one_line_and_no_token_leaks(hub, trained, tmp_path):
+def test_push_without_a_token_fails_in_one_line_and_no_token_leaks(hub, trained, pushed, tmp_path):
     refused = cli(hub, tmp_path / "h", "push", str(trained), "tester/no-token", token=None)
     assert refused.returncode == 2
     assert refused.stderr.strip().splitlines() == [refused.stderr.strip()]
     assert "HF_TOKEN" in refused.stderr and "hf auth login" in refused.stderr
-    # a pushed run: the token is nowhere in what was written or printed
-    secret = "hf_secret_test_token"  # a write token the double accepts
-    pushed = cli(hub, tmp_path / "h2", "push", str(trained), "tester/leak-check", token=secret)
-    assert pushed.returncode == 0, pushed.stderr[-2000:]
-    assert secret not in pushed.stdout + pushed.stderr
+    # the pushed run: the token is nowhere in what was written or printed
+    assert SECRET not in pushed.stdout + pushed.stderr
     for file in trained.rglob("*"):
         if file.is_file():
-            assert secret.encode() not in file.read_bytes(), file
-    snapshot = cli(hub, tmp_path / "h3", "pull", "tester/leak-check", token=None)
-    for file in __import__("pathlib").Path(snapshot.stdout.strip()).rglob("*"):
+            assert SECRET.encode() not in file.read_bytes(), file
+    snapshot = cli(hub, tmp_path / "h3", "pull", "tester/digits-cnn", token=None)
+    for file in Path(snapshot.stdout.strip()).rglob("*"):
         if file.is_file():
-            assert secret.encode() not in file.read_bytes(), file
+            assert SECRET.encode() not in file.read_bytes(), file
 
 
 def test_dataset_push_then_load_back_by_hub_id(hub, tmp_path):
@@ -157,7 +163,7 @@ print(json.dumps({s: [len(loaded[s]), len(local[s]), loaded[s].column_names] for
 
 
 def test_space_publish_sets_the_model_and_passes_the_front_matter_checks(hub, tmp_path):
-    folder = __import__("pathlib").Path(__file__).resolve().parents[1] / "spaces" / "segmentation-demo"
+    folder = Path(__file__).resolve().parents[1] / "spaces" / "segmentation-demo"
     out = cli(
         hub, tmp_path / "h", "space", "publish", str(folder), "tester/seg-demo", "--model", "tester/vessels"
     )
