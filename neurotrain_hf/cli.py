@@ -100,11 +100,15 @@ def recipe_main(task: str | None, argv: list[str] | None = None) -> int:
         print(config_help(task or "classification"))
         return 0
     setup_logging()
+    from .runner import shutdown_distributed
+
     try:
         run_training(argv[0], argv[1:], task)
     except NeuroTrainError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    finally:
+        shutdown_distributed()
     return 0
 
 

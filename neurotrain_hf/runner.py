@@ -29,6 +29,15 @@ from .trainer.run_folder import CONFIG_NAME, MODEL_DIR, plot_curves, read_histor
 logger = logging.getLogger(__name__)
 
 
+def shutdown_distributed() -> None:
+    """Leave the process group before the interpreter exits: a rank that exits with live gloo threads
+    can abort at teardown ("terminate called without an active exception") after its work is done."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def resume_argument(value: str | None) -> str | bool | None:
     """``[training] resume_from_checkpoint``: "last"/"true" -> newest complete, "auto" -> that or fresh."""
     if value is None or value == "":

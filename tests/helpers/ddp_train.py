@@ -14,7 +14,7 @@ import torch
 from transformers import TrainerCallback
 
 from neurotrain_hf.config import load_config
-from neurotrain_hf.runner import build, run
+from neurotrain_hf.runner import build, run, shutdown_distributed
 
 
 def rank() -> int:
@@ -93,9 +93,11 @@ def main(argv: list[str]) -> int:
         argv = argv[2:]
     elif argv[:1] == ["--eval-only"]:
         evaluate_only(load_config(argv[1], argv[2:]))
+        shutdown_distributed()
         return 0
     config = load_config(argv[0], argv[1:])
     run(config, callbacks=[RankReport(config.run_dir / "ranks"), *callbacks])
+    shutdown_distributed()
     return 0
 
 
