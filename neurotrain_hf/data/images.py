@@ -215,3 +215,31 @@ def scan_images(split, column: str = "image"):
         features=features,
         desc="checking images",
     )
+
+
+def drop_unreadable(split, name: str, skip: bool):
+    """Scan a split's images: the first unreadable one stops with one line naming it (``DataError``), or,
+    with ``skip``, every unreadable row is dropped. Returns (split, scan of the kept rows, skipped files)."""
+    import logging
+
+    import numpy as np
+
+    from ..errors import DataError
+
+    scan = scan_images(split)
+    errors = [i for i, e in enumerate(scan["error"]) if e is not None]
+    if errors and not skip:
+        row = scan[errors[0]]
+        raise DataError(
+            f"{row['file']}: cannot read this image ({row['error']}; {name} row {errors[0]}); fix or remove "
+            "it, or set [dataset] skip_bad_samples = true"
+        )
+    files = [scan[i]["file"] for i in errors]
+    for i in errors:
+        logging.getLogger(__name__).warning(
+            "skipped unreadable image %s (%s)", scan[i]["file"], scan[i]["error"]
+        )
+    if errors:
+        keep = np.setdiff1d(np.arange(len(split)), errors)
+        split, scan = split.select(keep), scan.select(keep)
+    return split, scan, files

@@ -17,7 +17,7 @@ import numpy as np
 
 from ...config.experiment import ExperimentConfig
 from ...config.sections import DatasetConfig
-from ...data.images import scan_images
+from ...data.images import drop_unreadable
 from ...data.processor import image_stats
 from ...data.registry import DATASETS, DatasetSource
 from ...data.splits import add_missing_splits
@@ -82,21 +82,9 @@ def check_images(
         if not isinstance(split.features["image"], datasets.Image) or len(split) == 0:
             out[name] = split
             continue
-        scan = scan_images(split)
-        errors = [i for i, e in enumerate(scan["error"]) if e is not None]
-        if errors and not cfg.skip_bad_samples:
-            row = scan[errors[0]]
-            raise DataError(
-                f"{row['file']}: cannot read this image ({row['error']}); fix or remove it, "
-                "or set [dataset] skip_bad_samples = true"
-            )
-        for i in errors:
-            row = scan[i]
-            logger.warning("skipped unreadable image %s (%s)", row["file"], row["error"])
-        if errors:
-            skipped[name] = [scan[i]["file"] for i in errors]
-            keep = np.setdiff1d(np.arange(len(split)), errors)
-            split, scan = split.select(keep), scan.select(keep)
+        split, scan, files = drop_unreadable(split, name, cfg.skip_bad_samples)
+        if files:
+            skipped[name] = files
         colour = bool(colour) or any(scan["colour"])
         if not config.augmentation.resize:
             sizes = np.stack([scan["width"], scan["height"]], axis=1)

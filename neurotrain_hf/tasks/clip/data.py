@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ...config.experiment import ExperimentConfig
-from ...data.images import decode_image, scan_images
+from ...data.images import decode_image, drop_unreadable
 from ...data.registry import DATASETS
 from ...data.splits import add_missing_splits
 from ...data.transforms import random_ops
@@ -106,19 +106,9 @@ def check_images(dsd: datasets.DatasetDict, skip: bool) -> tuple[datasets.Datase
         if not isinstance(split.features["image"], datasets.Image) or len(split) == 0:
             out[name] = split
             continue
-        scan = scan_images(split)
-        errors = [i for i, e in enumerate(scan["error"]) if e is not None]
-        if errors and not skip:
-            row = scan[errors[0]]
-            raise DataError(
-                f"{row['file']}: cannot read this image ({row['error']}; {name} row {errors[0]}); fix or "
-                "remove it, or set [dataset] skip_bad_samples = true"
-            )
-        if errors:
-            skipped[name] = [scan[i]["file"] for i in errors]
-            for file in skipped[name]:
-                logger.warning("skipped unreadable image %s", file)
-            split = split.select(np.setdiff1d(np.arange(len(split)), errors))
+        split, _, files = drop_unreadable(split, name, skip)
+        if files:
+            skipped[name] = files
         out[name] = split
     return datasets.DatasetDict(out), skipped
 
