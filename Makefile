@@ -11,7 +11,7 @@ export HF_UPDATE_DOWNLOAD_COUNTS ?= 0
 export GRADIO_ANALYTICS_ENABLED ?= False
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install chromium train train-seg train-clip test test-fast lint format bench bench-metrics docs spaces clean
+.PHONY: install chromium train train-seg train-seg3d train-clip test test-fast lint format bench bench-metrics docs spaces clean
 
 # Reinstalls only when pyproject.toml changes (the stamp is newer otherwise).
 install: $(STAMP)
@@ -30,6 +30,10 @@ train: install
 # 2D segmentation on the embedded synthetic retina (Dice inside the FOV >= 0.80 in a few minutes on CPU)
 train-seg: install
 	$(BIN)/python recipes/train_segmentation.py recipes/configs/synthetic_vessels.toml
+
+# 3D segmentation on embedded synthetic CT-like volumes (mean Dice >= 0.80 on held-out volumes, ~2 min on CPU)
+train-seg3d: install
+	$(BIN)/python recipes/train_segmentation.py recipes/configs/synthetic_3d.toml
 
 # CLIP on the embedded synthetic shapes (image<->text R@1 >= 0.8 on held-out images, a few minutes on CPU)
 train-clip: install

@@ -22,7 +22,12 @@ Rows (one function each, ``ROWS``):
                      from all gathered logit maps and label maps (how users typically evaluate);
   seg_neurotrainer   SegmentationTrainer built by ``runner.build(config)``: ``eval_mode = "full"``, the
                      default segmentation metrics (FOV accuracy .. MCC, AUC, best F1 from a 1,001-point
-                     threshold sweep, mean Dice/IoU: counts only) and its dice+ce evaluation loss.
+                     threshold sweep, mean Dice/IoU: counts only) and its dice+ce evaluation loss;
+  seg3d_neurotrainer SegmentationTrainer on the 3D path, built by ``runner.build(config)`` from the 3D
+                     default experiment (``recipes/configs/synthetic_3d.toml``: sliding-window
+                     evaluation, ROI 32x32x16, overlap 0.25, the recipe's unet and metrics mean Dice,
+                     NSD, HD95, per class; logits restored to each file's grid) on ``--vol-sizes``
+                     validation volumes (default 5 and 50).
 
 Workload (the choice, stated): synthetic in-memory 3x64x64 uint8 images (the same for both rows),
 ``simple_cnn`` (channels 16, 32) with a 1000-class head (ImageNet-sized), evaluation batch 8 for both
@@ -45,14 +50,23 @@ NeuroTrainer keeps counts. Generating 500 images of 512 px takes about 40 s per 
 evaluation) and each evaluation about 0.2-0.5 s per image on two CPU threads: the default run's
 segmentation rows take tens of minutes (``--quick``: 64 px images; ``--rows`` picks rows).
 
+3D workload: ``synthetic_3d`` cases (``make_case``: about 64 x 64 x 24 voxels of 0.9 x 0.9 x 2.5 mm, every
+other one stored LPS; resampled to the recipe's 1.5 x 1.5 x 2.5 mm, about 38 x 38 x 24), written by
+``synthetic_volumes.write_cases`` (2 training cases for the fingerprint, N validation cases) and
+registered in the child as a volume source; files and preprocessed volumes are cached under
+``NEUROTRAIN_CACHE``, which the parent points at a temporary folder (children share it: writing and
+preprocessing happen in the build, before the baseline). Evaluation batch 1 (whole volumes), CPU.
+
 "peak@N" is the evaluation's peak RSS above the baseline (MB, median over rounds); "growth %" is
 (peak@large - peak@small) / peak@small; the target is "NeuroTrainer growth within 10%" (its evaluation
-memory does not scale with the eval set), and "segmentation NeuroTrainer growth within 10%" for its row. glibc's malloc thresholds are fixed in the children
+memory does not scale with the eval set), and "segmentation NeuroTrainer growth within 10%" (and "3D
+segmentation ...") for its row. glibc's malloc thresholds are fixed in the children
 (``GLIBC_TUNING``, off with ``--glibc-default``) so RSS follows live memory rather than glibc's cache.
 
     .venv/bin/python benchmarks/eval_memory.py            # defaults: sizes 50 and 500, 2 rounds
     .venv/bin/python benchmarks/eval_memory.py --quick    # a few seconds per child: smoke run
     .venv/bin/python benchmarks/eval_memory.py --rows seg_plain_trainer seg_neurotrainer --sizes 20 80
+    .venv/bin/python benchmarks/eval_memory.py --rows seg3d_neurotrainer --vol-sizes 5 50
 """
 
 from __future__ import annotations
@@ -89,6 +103,10 @@ SEG_DATASET_NAME = "eval_memory_synthetic_retina"
 SEG_TRAIN_SAMPLES = 4
 SEG_MODEL_KWARGS = {"depth": 4, "base_channels": 16, "norm": "batch"}
 SEG_ROWS = ("seg_plain_trainer", "seg_neurotrainer")
+SEG3D_DATASET_NAME = "eval_memory_synthetic_3d"
+SEG3D_RECIPE = ROOT / "recipes" / "configs" / "synthetic_3d.toml"
+SEG3D_TRAIN_CASES = 2
+VOLUME_ROWS = ("seg3d_neurotrainer",)
 TRAIN_SAMPLES = 64
 MB = 1024 * 1024
 # Blocks of 64 KiB and more are mmapped and unmapped at free (no dynamic threshold): RSS follows live
@@ -326,12 +344,55 @@ def build_seg_neurotrainer(n_eval: int, opts, out: str):
     return trainer
 
 
+# --- the 3D segmentation workload ------------------------------------------------------------------------
+def build_seg3d_neurotrainer(n_eval: int, opts, out: str):
+    """SegmentationTrainer on the 3D path (``runner.build``): the 3D recipe on ``n_eval`` synthetic volumes."""
+    import datasets
+
+    from neurotrain_hf.config import build_config, read_config_file
+    from neurotrain_hf.data import DatasetSource, register_dataset
+    from neurotrain_hf.runner import build
+    from neurotrain_hf.tasks.segmentation.synthetic_volumes import LABELS, write_cases
+    from neurotrain_hf.tasks.segmentation.volume_cache import default_cache_root
+    from neurotrain_hf.tasks.segmentation.volume_spec import VolumeSpec, volume_rows
+
+    os.environ.setdefault("NEUROTRAIN_CACHE", str(Path(out) / "cache"))  # the parent sets a shared one
+
+    def source(cfg):
+        folder = default_cache_root() / "eval_memory_3d"
+        folder.mkdir(parents=True, exist_ok=True)
+        rows = write_cases(folder, {"train": SEG3D_TRAIN_CASES, "valid": n_eval})
+        spec = VolumeSpec(label_names=list(LABELS), modality="CT", channel_names=["ct"])
+        return DatasetSource(datasets.DatasetDict({k: volume_rows(v) for k, v in rows.items()}), volume=spec)
+
+    register_dataset(SEG3D_DATASET_NAME)(source)
+    raw = read_config_file(SEG3D_RECIPE)
+    raw["basic"].update({"run_id": "eval_memory_seg3d", "seed": 0, "output_dir": out})
+    raw["dataset"].update({"name": SEG3D_DATASET_NAME, "valid_ratio": 0.0, "test_ratio": 0.0})
+    raw["training"].update(
+        {
+            "eval_strategy": "no",
+            "save_strategy": "no",
+            "load_best_model_at_end": False,
+            "use_cpu": True,
+            "plots": False,
+            "monitor_resources": False,
+            "report_to": "none",
+            "disable_tqdm": True,
+        }
+    )
+    _task, _data, trainer = build(build_config(raw, source="eval_memory"))
+    assert trainer.args.per_device_eval_batch_size == 1
+    return trainer
+
+
 # One function per row: (n_eval, opts, output folder) -> a trainer whose eval_dataset has n_eval samples.
 ROWS: dict[str, Callable] = {
     "plain_trainer": build_plain_trainer,
     "neurotrainer": build_neurotrainer,
     "seg_plain_trainer": build_seg_plain_trainer,
     "seg_neurotrainer": build_seg_neurotrainer,
+    "seg3d_neurotrainer": build_seg3d_neurotrainer,
 }
 
 
@@ -352,9 +413,16 @@ def preload(row: str) -> None:
     that would inflate peak@small (shrinking the growth %) and the evaluation time. Both segmentation
     rows get it, so their baselines stay comparable.
     """
-    if row in SEG_ROWS:
+    if row in SEG_ROWS or row in VOLUME_ROWS:
         with contextlib.suppress(ImportError):
             import monai.losses  # noqa: F401
+    if row in VOLUME_ROWS:  # sliding window, restoring to the file's grid, NSD and HD95
+        with contextlib.suppress(ImportError):
+            import monai.inferers  # noqa: F401
+            import monai.metrics  # noqa: F401
+            import monai.metrics.utils  # noqa: F401
+            import monai.transforms  # noqa: F401
+            import scipy.spatial  # noqa: F401
 
 
 def child(row: str, n_eval: int, opts) -> dict:
@@ -374,7 +442,9 @@ def child(row: str, n_eval: int, opts) -> dict:
         with PeakMeter() as meter:
             metrics = trainer.evaluate()
         seconds = time.perf_counter() - start
-    accuracy = next((v for k, v in metrics.items() if k.endswith("accuracy")), None)
+    score_name = next((k for k in metrics if k.endswith("accuracy")), None) or next(
+        (k for k in metrics if k.endswith("mean_dice")), None
+    )
     return {
         "row": row,
         "n": n_eval,
@@ -384,7 +454,8 @@ def child(row: str, n_eval: int, opts) -> dict:
         "seconds": seconds,
         "build_seconds": build_seconds,
         "method": meter.method,
-        "accuracy": accuracy,
+        "score_name": (score_name or "score").removeprefix("eval_"),
+        "score": metrics.get(score_name, float("nan")),
     }
 
 
@@ -418,15 +489,32 @@ def parse(argv: list[str] | None):
     parser.add_argument(
         "--glibc-default", action="store_true", help="children keep glibc's default malloc thresholds"
     )
+    parser.add_argument(
+        "--vol-sizes",
+        type=int,
+        nargs=2,
+        default=[5, 50],
+        metavar=("SMALL", "LARGE"),
+        help="3D row: validation volumes",
+    )
     parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS))
     parser.add_argument(
-        "--quick", action="store_true", help="smoke run: sizes 24/96, 100 classes, 32px (64px masks), 1 round"
+        "--quick",
+        action="store_true",
+        help="smoke run: sizes 24/96, 100 classes, 32px (64px masks), 3/12 volumes, 1 round",
     )
     parser.add_argument("--child", choices=list(ROWS), help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
     if parser.parse_known_args(argv)[0].quick:  # smaller defaults; options given explicitly still win
-        parser.set_defaults(sizes=[24, 96], num_labels=100, image_size=32, seg_image_size=64, rounds=1)
+        parser.set_defaults(
+            sizes=[24, 96], num_labels=100, image_size=32, seg_image_size=64, vol_sizes=[3, 12], rounds=1
+        )
     return parser.parse_args(argv)
+
+
+def sizes_of(row: str, opts) -> list[int]:
+    """(small, large) eval-set sizes of a row: ``--vol-sizes`` for the 3D row, ``--sizes`` otherwise."""
+    return list(opts.vol_sizes if row in VOLUME_ROWS else opts.sizes)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -434,22 +522,39 @@ def main(argv: list[str] | None = None) -> int:
     if opts.child:
         print(json.dumps(child(opts.child, opts.size, opts)), flush=True)
         return 0
-    small, large = opts.sizes
-    runs: dict[tuple[str, int], list[dict]] = {(r, n): [] for r in opts.rows for n in opts.sizes}
+    with tempfile.TemporaryDirectory(prefix="eval-memory-") as cache:
+        os.environ["NEUROTRAIN_CACHE"] = (
+            cache  # the 3D row's volumes and preprocessed cache (children inherit it)
+        )
+        runs = run_rounds(opts)
+    report(runs, opts)
+    return 0
+
+
+def run_rounds(opts) -> dict[tuple[str, int], list[dict]]:
+    runs: dict[tuple[str, int], list[dict]] = {(r, n): [] for r in opts.rows for n in sizes_of(r, opts)}
     for i in range(opts.rounds):
-        for n in opts.sizes:
+        for k in range(2):
             for row in opts.rows:
+                n = sizes_of(row, opts)[k]
                 res = measure(row, n, opts)
                 runs[(row, n)].append(res)
                 print(
-                    f"round {i + 1}: {row:17s} n={n:<6d} baseline {res['baseline_mb']:7.1f} MB  "
+                    f"round {i + 1}: {row:18s} n={n:<6d} baseline {res['baseline_mb']:7.1f} MB  "
                     f"peak {res['peak_mb']:7.1f} MB  growth {res['growth_mb']:6.1f} MB  "
-                    f"{res['seconds']:5.2f} s  accuracy {res['accuracy']:.3f}  (build {res['build_seconds']:.1f} s)",
+                    f"{res['seconds']:5.2f} s  {res['score_name']} {res['score']:.3f}  "
+                    f"(build {res['build_seconds']:.1f} s)",
                     flush=True,
                 )
-    method = runs[(opts.rows[0], small)][0]["method"]
+    return runs
+
+
+def report(runs: dict[tuple[str, int], list[dict]], opts) -> None:
+    """The workload lines, the peak table and the growth targets."""
+    large = opts.sizes[1]
+    method = runs[(opts.rows[0], sizes_of(opts.rows[0], opts)[0])][0]["method"]
     print()
-    if any(row not in SEG_ROWS for row in opts.rows):
+    if any(row not in SEG_ROWS and row not in VOLUME_ROWS for row in opts.rows):
         logits_mb = large * opts.num_labels * 4 / MB
         print(
             f"{opts.num_labels} classes, images 3x{opts.image_size}x{opts.image_size}, eval batch "
@@ -464,25 +569,29 @@ def main(argv: list[str] | None = None) -> int:
             f"{opts.seg_batch_size}, {opts.rounds} round(s), peak by {method}; logit and label maps of "
             f"{large} images: {kept_mb:.1f} MB"
         )
-    print(f"{'trainer':17s} {f'peak@{small} MB':>14s} {f'peak@{large} MB':>14s} {'growth %':>10s}")
+    if any(row in VOLUME_ROWS for row in opts.rows):
+        print(
+            f"3D segmentation: {SEG3D_RECIPE.name} (sliding window, unet 3D, 4 labels), synthetic_3d volumes "
+            f"of about 64x64x24 voxels, {opts.vol_sizes[0]} vs {opts.vol_sizes[1]} volumes, eval batch 1, "
+            f"{opts.rounds} round(s), peak by {method}"
+        )
+    print(f"{'trainer':18s} {'sizes':>9s} {'peak@small MB':>14s} {'peak@large MB':>14s} {'growth %':>10s}")
     growth: dict[str, float] = {}
     for row in opts.rows:
-        a = statistics.median(r["growth_mb"] for r in runs[(row, small)])
-        b = statistics.median(r["growth_mb"] for r in runs[(row, large)])
+        small_n, large_n = sizes_of(row, opts)
+        a = statistics.median(r["growth_mb"] for r in runs[(row, small_n)])
+        b = statistics.median(r["growth_mb"] for r in runs[(row, large_n)])
         growth[row] = 100.0 * (b - a) / a if a > 0 else float("nan")
-        print(f"{row:17s} {a:14.1f} {b:14.1f} {growth[row]:+9.1f}%")
-    if "neurotrainer" in growth:
-        ok = abs(growth["neurotrainer"]) <= 10.0
-        print(
-            f"NeuroTrainer growth within 10%: {growth['neurotrainer']:+.1f}% ({'met' if ok else 'NOT met'})"
-        )
-    if "seg_neurotrainer" in growth:
-        ok = abs(growth["seg_neurotrainer"]) <= 10.0
-        print(
-            f"segmentation NeuroTrainer growth within 10%: {growth['seg_neurotrainer']:+.1f}% "
-            f"({'met' if ok else 'NOT met'})"
-        )
-    return 0
+        print(f"{row:18s} {f'{small_n}/{large_n}':>9s} {a:14.1f} {b:14.1f} {growth[row]:+9.1f}%")
+    targets = {
+        "neurotrainer": "NeuroTrainer",
+        "seg_neurotrainer": "segmentation NeuroTrainer",
+        "seg3d_neurotrainer": "3D segmentation NeuroTrainer (sliding window)",
+    }
+    for row, name in targets.items():
+        if row in growth:
+            ok = abs(growth[row]) <= 10.0
+            print(f"{name} growth within 10%: {growth[row]:+.1f}% ({'met' if ok else 'NOT met'})")
 
 
 if __name__ == "__main__":

@@ -148,7 +148,9 @@ def _cmd_predict(args) -> int:
     check_inputs(args.images)
     predictor = Predictor.from_pretrained(args.model)
     for path, pred in zip(args.images, predictor.predict_files(args.images)):
-        print(json.dumps({"image": path, **predictor.task.summary(pred)}))
+        written = predictor.task.save_prediction(pred, path, args.out) if args.out or "affine" in pred else []
+        extra = {"written": [str(p) for p in written]} if written else {}
+        print(json.dumps({"image": path, **predictor.task.summary(pred), **extra}))
     return 0
 
 
@@ -264,7 +266,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs=argparse.REMAINDER)
     p = sub.add_parser("predict", help="predict images with a model or run folder")
     p.add_argument("model")
-    p.add_argument("images", nargs="+")
+    p.add_argument("images", nargs="+", help="image files; volumes: NIfTI files or BraTS-style case folders")
+    p.add_argument(
+        "--out",
+        help="write predictions here (masks; volumes: NIfTI + PNG slice; default for volumes: predictions/)",
+    )
     p = sub.add_parser("list", help="list registered names")
     p.add_argument("kind", choices=LIST_KINDS)
     p.add_argument("pattern", nargs="?", default="*")

@@ -19,6 +19,7 @@ from .errors import NeuroTrainError
 RECORD_FILES = (
     "config.toml",
     "report.json",
+    "fingerprint.json",  # 3D segmentation: the dataset fingerprint behind the preprocessing
     "history.csv",
     "history.jsonl",
     "valid_metrics.json",

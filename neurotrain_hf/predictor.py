@@ -56,8 +56,15 @@ def task_of_config(config: dict[str, Any], where: Any = "model") -> str:
 def check_inputs(paths: Sequence[str | Path]) -> None:
     """Every file exists and decodes; else one line naming the first bad one."""
     from .data.images import inspect_image
+    from .data.nifti import header_info, is_nifti
 
     for path in paths:
+        if Path(path).is_dir() or is_nifti(path):  # a volume, or a case folder of channel volumes
+            if Path(path).is_file():
+                header_info([str(path)])
+            elif not Path(path).is_dir():
+                raise NeuroTrainError(f"{path}: file not found")
+            continue
         if not Path(path).is_file():
             raise NeuroTrainError(f"{path}: file not found")
         error = inspect_image(str(path))["error"]
@@ -108,8 +115,28 @@ class Predictor:
                     out[i] = record
         return out
 
+    @torch.no_grad()
+    def predict_volume(self, path: str | Path | Sequence[str]) -> dict[str, Any]:
+        """One volume (NIfTI file, channel files or case folder): the record's ``mask`` is on the input
+        file's own voxel grid, with its ``affine`` and ``header`` for writing it back as NIfTI."""
+        device = next(self.model.parameters()).device
+        item = self.processor.load(path)
+        inputs = {k: v[None].to(device) for k, v in item.items() if torch.is_tensor(v)}
+        record = self.task.predictions(self.inference(self.model, inputs), self.model)[0]
+        record.update(
+            affine=item["dst_affine"].numpy(),
+            header=item["header"],
+            spacing=item["spacing"].tolist(),
+            image=self.processor.files(path),
+        )
+        return record
+
     def predict_files(self, paths: Sequence[str | Path]) -> list[dict[str, Any]]:
         """Predict image files; an image the model cannot take is named in a one-line error."""
+        from .data.volume_processor import NeuroVolumeProcessor
+
+        if isinstance(self.processor, NeuroVolumeProcessor):
+            return [self.predict_volume(p) for p in paths]
         try:
             return self.predict([str(p) for p in paths])
         except (RuntimeError, ValueError) as exc:

@@ -23,7 +23,7 @@ from .errors import ConfigError
 from .tasks import get_task
 from .tasks.base import TASK_KEY
 from .tester import Tester
-from .trainer.checkpointing import EVAL_ARTIFACTS, replace_dir_atomic
+from .trainer.checkpointing import EVAL_ARTIFACTS, replace_dir_atomic, write_json_atomic
 from .trainer.run_folder import CONFIG_NAME, MODEL_DIR, plot_curves, read_history, write_report
 
 logger = logging.getLogger(__name__)
@@ -129,6 +129,8 @@ def run(config: ExperimentConfig, callbacks: list | None = None) -> dict[str, An
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_config_file(config.to_dict(), run_dir / CONFIG_NAME)
+        for name, value in data.files.items():  # e.g. the 3D dataset fingerprint
+            write_json_atomic(run_dir / name, value)
     train_output = trainer.train(
         resume_from_checkpoint=resume_argument(config.training.resume_from_checkpoint)
     )

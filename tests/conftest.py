@@ -26,6 +26,14 @@ if "HF_MODULES_CACHE" not in os.environ:
 
     os.environ["HF_MODULES_CACHE"] = tempfile.mkdtemp(prefix="neurotrain-modules-")
     atexit.register(shutil.rmtree, os.environ["HF_MODULES_CACHE"], ignore_errors=True)
+# synthetic volumes and preprocessed-volume caches go to a per-session folder, not ~/.cache/neurotrain
+if "NEUROTRAIN_CACHE" not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+
+    os.environ["NEUROTRAIN_CACHE"] = tempfile.mkdtemp(prefix="neurotrain-cache-")
+    atexit.register(shutil.rmtree, os.environ["NEUROTRAIN_CACHE"], ignore_errors=True)
 
 
 ROOT = Path(__file__).resolve().parents[1]

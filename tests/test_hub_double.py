@@ -303,3 +303,21 @@ def test_lfs_put_is_checked_and_ranges_and_errors_over_raw_http(hub):
     assert call("GET", "/api/models/tester/raw/tree/main/nope")[1]["X-Error-Code"] == "EntryNotFound"
     assert call("GET", "/api/models/tester/raw/revision/nope")[1]["X-Error-Code"] == "RevisionNotFound"
     assert call("GET", "/api/models/tester/other")[1]["X-Error-Code"] == "RepoNotFound"
+
+
+def test_every_shipped_space_card_passes_the_front_matter_checks():
+    from pathlib import Path
+
+    from tests.hub_double import front_matter_errors
+
+    spaces = Path(__file__).resolve().parents[1] / "spaces"
+    demos = sorted(p for p in spaces.glob("*-demo") if p.is_dir())
+    assert {p.name for p in demos} >= {
+        "classification-demo",
+        "segmentation-demo",
+        "segmentation3d-demo",
+        "clip-demo",
+    }
+    for folder in demos:
+        files = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+        assert front_matter_errors((folder / "README.md").read_text(), "space", files) == [], folder.name

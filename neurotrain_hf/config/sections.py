@@ -142,6 +142,44 @@ class DatasetConfig:
             "stopping with an error naming the first one."
         },
     )
+    split_file: str | None = field(
+        default=None,
+        metadata={
+            "help": 'Volumes: a MONAI-style split json ({"training": [{"image", "label"}], '
+            '"validation": [...]}, paths relative to root); default: the dataset\'s usual split.'
+        },
+    )
+    spacing: list[float] | None = field(
+        default=None,
+        metadata={
+            "help": "Volumes: target voxel spacing in mm (x, y, z); default: the fingerprint's median."
+        },
+    )
+    intensity: str = field(
+        default="auto",
+        metadata={
+            "help": "Volumes: normalisation. `ct` (clip to the foreground's 0.5-99.5 percentiles, z-score with "
+            "its mean/std: nnU-Net), `window` (intensity_window -> [0, 1], MONAI's tutorials), `zscore` (per "
+            "volume and channel over non-zero voxels: MR), `none`; `auto`: ct for CT, zscore otherwise.",
+            "choices": ["auto", "ct", "window", "zscore", "none"],
+        },
+    )
+    intensity_window: list[float] | None = field(
+        default=None, metadata={"help": 'Volumes, `intensity = "window"`: [low, high] (e.g. HU [-175, 250]).'}
+    )
+    crop_foreground: bool = field(
+        default=False,
+        metadata={
+            "help": "Volumes: train on the bounding box of the non-zero image voxels (skull-stripped MR)."
+        },
+    )
+    preprocessed_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Volumes: cache of preprocessed volumes, reused across runs and keyed by the files and the "
+            "preprocessing settings; default: $NEUROTRAIN_CACHE/preprocessed (~/.cache/neurotrain); `off` disables."
+        },
+    )
 
 
 @dataclass
@@ -205,6 +243,49 @@ class AugmentationConfig:
             "help": "Segmentation: probability that a `random_crop` patch is centred on a foreground pixel.",
             "min": 0.0,
             "max": 1.0,
+        },
+    )
+    patch_size: list[int] | None = field(
+        default=None,
+        metadata={
+            "help": "Volumes: training patch size (x, y, z; one value = a cube); also the sliding window."
+        },
+    )
+    samples_per_volume: int = field(
+        default=1,
+        metadata={
+            "help": "Volumes: patches drawn from each loaded volume per step (RandCropByPosNegLabeld).",
+            "min": 1,
+        },
+    )
+    axis_flip: float = field(
+        default=0.0,
+        metadata={
+            "help": "Volumes: probability of flipping along each spatial axis.",
+            "min": 0.0,
+            "max": 1.0,
+        },
+    )
+    rotate90: float = field(
+        default=0.0,
+        metadata={
+            "help": "Volumes: probability of a random 90-degree rotation in the x-y plane.",
+            "min": 0.0,
+            "max": 1.0,
+        },
+    )
+    intensity_shift: float = field(
+        default=0.0,
+        metadata={
+            "help": "Volumes: random intensity offset in [-v, v] (prob. 0.5, after normalisation).",
+            "min": 0.0,
+        },
+    )
+    intensity_scale: float = field(
+        default=0.0,
+        metadata={
+            "help": "Volumes: random intensity scale factor in [1 - v, 1 + v] (prob. 0.5).",
+            "min": 0.0,
         },
     )
     normalize: bool = field(default=True, metadata={"help": "Normalize with `mean` and `std`."})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import datasets
 
@@ -20,6 +21,8 @@ class DatasetSource:
     std: Sequence[float] | None = None
     image_column: str = "image"
     label_column: str = "label"
+    volume: Any = None  # volumetric sources: a ``tasks.segmentation.volume_spec.VolumeSpec``
+    categories: list[str] | None = None  # detection sources: category names, index = training label
 
 
 DATASETS: Registry[Callable[[DatasetConfig], DatasetSource]] = Registry("dataset")

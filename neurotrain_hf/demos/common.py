@@ -165,12 +165,10 @@ def image_input(label: str = "Image", **kwargs: Any) -> Any:
     return image
 
 
-def examples_of(examples: Any) -> list[str]:
-    """Example files as strings (a folder: its images, sorted), or an empty list."""
+def examples_of(examples: Any, suffixes: tuple[str, ...] = (".png", ".jpg", ".jpeg")) -> list[str]:
+    """Example files as strings (a folder: its files with ``suffixes``, sorted), or an empty list."""
     if not examples:
         return []
     if isinstance(examples, (str, os.PathLike)) and Path(examples).is_dir():
-        return sorted(
-            str(p) for p in Path(examples).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg")
-        )
+        return sorted(str(p) for p in Path(examples).iterdir() if p.name.lower().endswith(suffixes))
     return [str(p) for p in examples]

@@ -11,9 +11,11 @@ from transformers import (
     AutoImageProcessor,
     AutoModelForImageClassification,
     AutoModelForSemanticSegmentation,
+    PretrainedConfig,
 )
 
 from ..data.processor import NeuroImageProcessor
+from ..data.volume_processor import NeuroVolumeProcessor
 from .dense import (
     MonaiForSemanticSegmentation,
     MonaiSegmentationConfig,
@@ -44,4 +46,19 @@ def register_auto_classes() -> None:
         )
 
 
+class VolumeProcessorKey(PretrainedConfig):
+    """Registration key only: ``AutoImageProcessor`` resolves a saved ``image_processor_type`` by name among
+    registered classes, and registration is keyed by a config class (no model uses this one)."""
+
+    model_type = "neurotrain_volume_processor"
+
+
+def register_volume_processor() -> None:
+    AutoConfig.register(VolumeProcessorKey.model_type, VolumeProcessorKey, exist_ok=True)
+    AutoImageProcessor.register(
+        VolumeProcessorKey, image_processor_classes={"torchvision": NeuroVolumeProcessor}, exist_ok=True
+    )
+
+
 register_auto_classes()
+register_volume_processor()

@@ -28,6 +28,7 @@ class TaskData:
     info: Any
     processor: Any = None
     report: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, Any] = field(default_factory=dict)  # extra JSON files for the run folder (name -> value)
 
 
 class Task:
@@ -123,6 +124,12 @@ class Task:
                 "treatment decisions). Performance on other devices, sites and populations is unknown."
             )
         return text
+
+    def save_prediction(
+        self, record: dict[str, Any], source: str | Path, out_dir: str | Path | None
+    ) -> list[Path]:
+        """Write a record's outputs (masks, volumes) for ``neurotrain predict --out``; returns the paths."""
+        return []
 
     def summary(self, record: dict[str, Any]) -> dict[str, Any]:
         """What ``neurotrain predict`` prints for one record."""

@@ -33,8 +33,9 @@ class SegmentationConfig(NeuroTrainingArguments):
         default_factory=lambda: list(DEFAULT_METRICS),
         metadata={
             "help": "Inside the FOV (binary heads): accuracy, sensitivity, specificity, precision, f1, iou, "
-            "mcc, auc, best_f1, best_f1_threshold; whole image: mean_dice, mean_iou, and (slower) mean_nsd, "
-            "mean_hd95."
+            "mcc, auc, best_f1, best_f1_threshold; whole image (volume): mean_dice, mean_iou, and (slower) "
+            "mean_nsd, mean_hd95; `per_class` adds dice_<class> (and nsd_/hd95_ when computed) per class or "
+            "region (BraTS: ET, TC, WT)."
         },
     )
     metric_for_best_model: str | None = field(
@@ -48,7 +49,24 @@ class SegmentationConfig(NeuroTrainingArguments):
         },
     )
     nsd_tolerance: float = field(
-        default=1.0, metadata={"help": "Normalised surface Dice tolerance in pixels (mean_nsd).", "min": 0.0}
+        default=1.0,
+        metadata={
+            "help": "Normalised surface Dice tolerance (mean_nsd): pixels in 2D, mm in 3D.",
+            "min": 0.0,
+        },
+    )
+    nsd_tolerances: list[float] | None = field(
+        default=None,
+        metadata={
+            "help": "Per-class NSD tolerances (background excluded; regions for BraTS), overriding nsd_tolerance."
+        },
+    )
+    mirror_axes: list[int] | None = field(
+        default=None,
+        metadata={
+            "help": "Test-time flips: logits averaged over every combination of flips of these spatial axes "
+            "(e.g. [0, 1, 2]: 8 passes, as nnU-Net); evaluation, testing and the Predictor."
+        },
     )
     threshold: float = field(
         default=0.5,
@@ -68,7 +86,10 @@ class SegmentationConfig(NeuroTrainingArguments):
     )
     roi_size: int | None = field(
         default=None,
-        metadata={"help": "Sliding-window size; default: [augmentation] random_crop.", "min": 1},
+        metadata={
+            "help": "Sliding-window size; default: [augmentation] random_crop (patch_size for volumes).",
+            "min": 1,
+        },
     )
     sw_overlap: float = field(
         default=0.5, metadata={"help": "Sliding-window overlap.", "min": 0.0, "max": 0.95}

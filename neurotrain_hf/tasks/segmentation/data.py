@@ -24,6 +24,8 @@ from ...errors import DataError
 from ..base import TaskData
 from . import sources as _sources  # noqa: F401  (registers the official layouts)
 from . import synthetic as _synthetic  # noqa: F401  (registers synthetic_retina)
+from . import synthetic_volumes as _synthetic_volumes  # noqa: F401  (registers synthetic_3d)
+from . import volume_sources as _volume_sources  # noqa: F401  (registers btcv, brats, msd)
 from .transforms import SegmentationTransform, decode_mask
 
 logger = logging.getLogger(__name__)
@@ -40,6 +42,8 @@ class SegmentationInfo:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     sources: list[str]
+    spatial_dims: int = 2
+    regions: dict[str, list[int]] | None = None  # evaluation regions over the labels (BraTS ET/TC/WT)
 
 
 def standardize(source: DatasetSource, name: str) -> datasets.DatasetDict:
@@ -154,6 +158,10 @@ def prepare(config: ExperimentConfig) -> TaskData:
     num_labels = config.model.num_labels or 1
     binary = num_labels == 1
     source = DATASETS.get(cfg.name)(cfg)
+    if source.volume is not None:  # NIfTI volumes: the 3D path (same task, volume data)
+        from .volume_data import prepare_volumes
+
+        return prepare_volumes(config, source)
     dsd = standardize(source, cfg.name)
     dsd = datasets.DatasetDict({k: v for k, v in dsd.items() if k == "train" or len(v)})
     unlabeled = [

@@ -6,8 +6,11 @@
   the trapezoid rule over that grid's ROC points).
 - Whole image, per class: ``mean_dice`` / ``mean_iou`` from ``metrics.overlap.OverlapAccumulator``
   (per-image mean, MONAI's empty-reference convention); opt-in ``mean_nsd`` (``metrics.surface``,
-  tolerance ``nsd_tolerance`` pixels) and ``mean_hd95`` (MONAI's 95th-percentile Hausdorff distance).
-State is counts only; ``merge`` adds another process's state.
+  tolerance ``nsd_tolerance`` pixels, or mm for volumes with a ``spacing``) and ``mean_hd95`` (MONAI's
+  95th-percentile Hausdorff distance, in mm for volumes); ``per_class`` reports each class too.
+- With ``regions`` (BraTS: ET/TC/WT as sets of labels) the whole-image metrics are computed per region
+  on the union of its labels instead of per class.
+State is counts only (memory flat in the number of images); ``merge`` adds another process's state.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ FOV_METRICS = ("accuracy", "sensitivity", "specificity", "precision", "f1", "iou
 THRESHOLD_METRICS = ("best_f1", "best_f1_threshold")
 OVERLAP_METRICS = ("mean_dice", "mean_iou")
 SURFACE_METRICS = ("mean_nsd", "mean_hd95")  # per class, whole image; costlier, so opt-in
-ALL_METRICS = (*FOV_METRICS, *THRESHOLD_METRICS, *OVERLAP_METRICS, *SURFACE_METRICS)
+ALL_METRICS = (*FOV_METRICS, *THRESHOLD_METRICS, *OVERLAP_METRICS, *SURFACE_METRICS, "per_class")
 
 
 class HausdorffAccumulator:
@@ -47,7 +50,9 @@ class HausdorffAccumulator:
         self.distance_count = np.zeros(self.num_labels)
         self.count = 0
 
-    def update(self, predictions: Sequence[np.ndarray], references: Sequence[np.ndarray]) -> None:
+    def update(
+        self, predictions: Sequence[np.ndarray], references: Sequence[np.ndarray], spacing: Any = None
+    ) -> None:
         from monai.metrics import compute_hausdorff_distance
 
         for pred, ref in zip(predictions, references):
@@ -56,7 +61,13 @@ class HausdorffAccumulator:
             r = np.stack([ref == c for c in classes])[None]
             keep = p.reshape(len(classes), -1).any(1) & r.reshape(len(classes), -1).any(1)
             if keep.any():
-                hd = compute_hausdorff_distance(torch.from_numpy(p), torch.from_numpy(r), percentile=95)
+                hd = compute_hausdorff_distance(
+                    torch.from_numpy(p),
+                    torch.from_numpy(r),
+                    include_background=True,
+                    percentile=95,
+                    spacing=spacing,
+                )
                 values = hd.numpy()[0]
                 for i, c in enumerate(classes):
                     if keep[i] and np.isfinite(values[i]):
@@ -64,14 +75,14 @@ class HausdorffAccumulator:
                         self.distance_count[c] += 1
             self.count += 1
 
+    def per_class(self) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.distance_count > 0, self.distance_sum / self.distance_count, np.nan)
+
     def compute(self) -> float:
         """Mean over classes of the per-class mean HD95 (NaN when no image had the class on both sides)."""
-        valid = self.distance_count > 0
-        return (
-            float((self.distance_sum[valid] / self.distance_count[valid]).mean())
-            if valid.any()
-            else float("nan")
-        )
+        values = self.per_class()[1:]
+        return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
 
 
 def mcc(tp: float, fp: float, tn: float, fn: float) -> float:
@@ -106,7 +117,9 @@ class SegmentationMetrics:
         num_labels: int,
         threshold: float = 0.5,
         sources: Sequence[str] = (),
-        nsd_tolerance: float = 1.0,
+        nsd_tolerance: float | Sequence[float] = 1.0,
+        label_names: Sequence[str] | None = None,
+        regions: dict[str, list[int]] | None = None,
     ) -> None:
         unknown = sorted(set(names) - set(ALL_METRICS))
         if unknown:
@@ -119,16 +132,33 @@ class SegmentationMetrics:
         self.num_labels = num_labels
         self.threshold = threshold
         self.binary = num_labels == 1
+        self.regions = dict(regions) if regions else None
         self.sweep = ThresholdSweep(np.linspace(0.0, 1.0, 1001))
+        # whole-image metrics run over classes 1.. of a label map, or over regions as 2-class maps
         classes = 2 if self.binary else num_labels
-        self.dice = OverlapAccumulator("dice", classes, None, False, "per_image")
-        self.iou = OverlapAccumulator("iou", classes, None, False, "per_image")
-        self.nsd = SurfaceDiceAccumulator(classes, tolerance=nsd_tolerance)
-        self.hd95 = HausdorffAccumulator(classes)
+        if self.regions:
+            self.class_names = list(self.regions)
+            n_maps, classes = len(self.regions), 2
+        else:
+            names_ = list(label_names or range(classes))
+            self.class_names = [str(n) for n in names_[1:]] if not self.binary else ["foreground"]
+            n_maps = 1
+        tolerances = (
+            [nsd_tolerance] * n_maps
+            if np.ndim(nsd_tolerance) == 0 or not self.regions
+            else [[t] for t in nsd_tolerance]
+        )
+        self.dice = [OverlapAccumulator("dice", classes, None, False, "per_image") for _ in range(n_maps)]
+        self.iou = [OverlapAccumulator("iou", classes, None, False, "per_image") for _ in range(n_maps)]
+        self.nsd = [SurfaceDiceAccumulator(classes, tolerance=t) for t in tolerances]
+        self.hd95 = [HausdorffAccumulator(classes) for _ in range(n_maps)]
         self.sources = list(sources)
         # several sources (a hybrid dataset): the same metrics per source, reported as `<name>@<source>`
         self.per_source = (
-            [SegmentationMetrics(names, num_labels, threshold) for _ in self.sources]
+            [
+                SegmentationMetrics(names, num_labels, threshold, (), nsd_tolerance, label_names, regions)
+                for _ in self.sources
+            ]
             if len(self.sources) > 1
             else []
         )
@@ -152,16 +182,33 @@ class SegmentationMetrics:
         maps = predictions["labels"].cpu().numpy()
         refs = labels.cpu().numpy()
         if self.binary:
-            inside = references["fov"].bool()
+            fov = references.get("fov")
+            inside = fov.bool() if fov is not None else torch.ones_like(labels, dtype=torch.bool)
             probs = predictions["probability"][inside].float().cpu().numpy()
             self.sweep.update(probs, labels[inside].cpu().numpy().astype(np.int64))
-        if any(n in OVERLAP_METRICS for n in self.names):
-            self.dice.update(list(maps), list(refs))
-            self.iou.update(list(maps), list(refs))
-        if "mean_nsd" in self.names:
-            self.nsd.update(list(maps), list(refs))
-        if "mean_hd95" in self.names:
-            self.hd95.update(list(maps), list(refs))
+        spacing = references.get("spacing")
+        surface = [n for n in SURFACE_METRICS if n in self.names]
+        overlap = any(n in OVERLAP_METRICS for n in self.names)
+        for k in range(len(maps)):
+            sample_spacing = spacing[k].tolist() if spacing is not None else None
+            for m, (pred, ref) in enumerate(self._maps(maps[k], refs[k])):
+                if overlap:
+                    self.dice[m].update([pred], [ref])
+                    self.iou[m].update([pred], [ref])
+                if "mean_nsd" in surface:
+                    self.nsd[m].spacing = sample_spacing if sample_spacing is not None else 1.0
+                    self.nsd[m].update([pred], [ref])
+                if "mean_hd95" in surface:
+                    self.hd95[m].update([pred], [ref], spacing=sample_spacing)
+
+    def _maps(self, pred: np.ndarray, ref: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The label map pair, or one binary pair per region."""
+        if not self.regions:
+            return [(pred, ref)]
+        return [
+            (np.isin(pred, labels).astype(np.uint8), np.isin(ref, labels).astype(np.uint8))
+            for labels in self.regions.values()
+        ]
 
     def merge(self, other: SegmentationMetrics) -> None:
         for mine, theirs in zip(self._accumulators(), other._accumulators()):
@@ -170,7 +217,7 @@ class SegmentationMetrics:
             mine.merge(theirs)
 
     def _accumulators(self) -> tuple:
-        return (self.sweep, self.dice, self.iou, self.nsd, self.hd95)
+        return (self.sweep, *self.dice, *self.iou, *self.nsd, *self.hd95)
 
     def at_threshold(self) -> dict[str, float]:
         """FOV metrics at the configured threshold, from the sweep's counts."""
@@ -196,14 +243,26 @@ class SegmentationMetrics:
             out["auc"] = roc_auc(self.sweep)
             best = self.sweep.best_threshold("f1")
             out["best_f1"], out["best_f1_threshold"] = best["f1"], best["threshold"]
-        if self.dice.count:
-            out["mean_dice"] = self.dice.compute(["mean_dice"])["mean_dice"]
-            out["mean_iou"] = self.iou.compute(["mean_iou"])["mean_iou"]
-        if self.nsd.count:
-            out["mean_nsd"] = self.nsd.compute(["mean_nsd"])["mean_nsd"]
-        if self.hd95.count:
-            out["mean_hd95"] = self.hd95.compute()
+        per_class: dict[str, Any] = {}
+        for key, accs in (("dice", self.dice), ("iou", self.iou), ("nsd", self.nsd)):
+            if not accs[0].count:
+                continue
+            values = [acc.compute([f"per_class_{key}"])[f"per_class_{key}"][1:] for acc in accs]
+            flat = np.concatenate([np.asarray(v, dtype=float) for v in values])
+            out[f"mean_{key}"] = float(np.nanmean(flat)) if np.isfinite(flat).any() else float("nan")
+            per_class.update({f"{key}_{_slug(n)}": float(v) for n, v in zip(self.class_names, flat)})
+        if self.hd95[0].count:
+            flat = np.concatenate([acc.per_class()[1:] for acc in self.hd95])
+            out["mean_hd95"] = float(np.nanmean(flat)) if np.isfinite(flat).any() else float("nan")
+            per_class.update({f"hd95_{_slug(n)}": float(v) for n, v in zip(self.class_names, flat)})
         out = {k: v for k, v in out.items() if k in self.names}
+        if "per_class" in self.names:
+            out.update({k: v for k, v in per_class.items() if f"mean_{k.split('_')[0]}" in self.names})
         for name, sub in zip(self.sources, self.per_source):
             out.update({f"{k}@{name}": v for k, v in sub.compute().items()})
         return out
+
+
+def _slug(name: str) -> str:
+    """A class name as a metric key part: ``right kidney`` -> ``right_kidney``."""
+    return "_".join(str(name).replace("/", " ").split())

@@ -8,6 +8,7 @@ the config are written into the saved ``config.json`` (``neurotrain_inference``,
 from __future__ import annotations
 
 from dataclasses import asdict, fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ from .data import prepare
 from .inference import SegmentationInference
 from .postprocess import PostProcessConfig, postprocess
 from .trainer import SegmentationTrainer
+from .volume_transforms import patch_size
 
 PIXEL_METRICS = ("f1", "accuracy", "sensitivity", "specificity", "precision", "auc", "iou", "mcc")
 DEFAULT_PAD_MULTIPLE = 32  # other networks (hf/): the usual stride of a 5-level encoder
@@ -37,6 +39,7 @@ def inference_settings(args, model: Any, roi_default: int | None) -> dict[str, A
         "blend": args.sw_blend,
         "pad_multiple": multiple,
         "threshold": args.threshold,
+        "mirror_axes": list(args.mirror_axes or []),
     }
 
 
@@ -69,7 +72,17 @@ class SegmentationTask(Task):
             return f"{name} over the pixels inside the FOV mask, threshold {threshold}"
         if key.startswith("best_"):
             return f"{key}: the best value over a threshold sweep inside the FOV mask"
-        if key in ("mean_dice", "mean_iou", "mean_nsd", "mean_hd95"):
+        volumes = bool(config.get("augmentation", {}).get("patch_size"))
+        if key in ("mean_dice", "mean_iou", "mean_nsd", "mean_hd95") or key.split("_")[0] in (
+            "dice",
+            "nsd",
+            "hd95",
+        ):
+            if volumes:
+                return (
+                    f"{key}: per volume on the original voxel grid (predictions resampled back from the training "
+                    "spacing), per class or region, averaged (background excluded); distances in mm"
+                )
             return f"{key}: per image and class over the whole image, averaged (background excluded)"
         return key
 
@@ -78,7 +91,9 @@ class SegmentationTask(Task):
 
     def build_trainer(self, config, model, data: TaskData, callbacks: list | None = None):
         args = config.training
-        model.config.neurotrain_inference = inference_settings(args, model, config.augmentation.random_crop)
+        volumes = data.info.spatial_dims == 3
+        roi = patch_size(config.augmentation) if volumes else config.augmentation.random_crop
+        model.config.neurotrain_inference = inference_settings(args, model, roi)
         model.config.neurotrain_postprocess = postprocess_settings(args)
         return SegmentationTrainer(
             model,
@@ -89,6 +104,8 @@ class SegmentationTask(Task):
             mean=data.info.mean,
             std=data.info.std,
             sources=data.info.sources,
+            label_names=data.info.label_names,
+            regions=data.info.regions,
             inference=self.inference(model.config),
             callbacks=callbacks,
         )
@@ -125,6 +142,53 @@ class SegmentationTask(Task):
             records.append({"mask": labels, "probability": probability, "postprocess": asdict(cfg)})
         return records
 
+    def save_prediction(self, record: dict[str, Any], source, out_dir) -> list[Path]:
+        """2D: ``<name>_mask.png``; volumes: ``<name>_seg.nii.gz`` with the input's affine and header, and
+        ``<name>_seg.png`` (the slice with the most foreground, predicted classes tinted)."""
+        out = Path(out_dir or "predictions")
+        out.mkdir(parents=True, exist_ok=True)
+        stem = _stem(source)
+        if "affine" not in record:
+            from PIL import Image
+
+            from .overlay import mask_to_png_array
+
+            path = out / f"{stem}_mask.png"
+            Image.fromarray(mask_to_png_array(record["mask"])).save(path)
+            return [path]
+        import nibabel as nib
+        from PIL import Image
+
+        from ...data.nifti import read_image
+        from .volume_overlay import slice_picture
+
+        nifti = nib.Nifti1Image(
+            record["mask"].astype(np.uint8), record["affine"], header=record["header"].copy()
+        )
+        nifti.set_data_dtype(np.uint8)
+        nifti.header.set_slope_inter(1.0, 0.0)
+        mask_path, png_path = out / f"{stem}_seg.nii.gz", out / f"{stem}_seg.png"
+        nib.save(nifti, str(mask_path))
+        image = read_image(record["image"][:1])[0][0]
+        Image.fromarray(slice_picture(image, record["mask"])).save(png_path)
+        return [mask_path, png_path]
+
     def summary(self, record: dict[str, Any]) -> dict[str, Any]:
         mask = record["mask"]
-        return {"shape": list(mask.shape), "foreground_fraction": round(float((mask > 0).mean()), 6)}
+        out = {"shape": list(mask.shape), "foreground_fraction": round(float((mask > 0).mean()), 6)}
+        if "spacing" in record:  # volumes: each class's volume in millilitres
+            voxel_ml = float(np.prod(record["spacing"])) / 1000.0
+            counts = np.bincount(mask.ravel())
+            out["volume_ml"] = {
+                str(c): round(float(n) * voxel_ml, 3) for c, n in enumerate(counts) if c and n
+            }
+        return out
+
+
+def _stem(source) -> str:
+    """A file or case-folder name without its extensions (``img0001.nii.gz`` -> ``img0001``)."""
+    name = Path(str(source).rstrip("/")).name
+    for suffix in (".nii.gz", ".nii", ".png", ".jpg", ".jpeg", ".tif", ".tiff"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(name).stem

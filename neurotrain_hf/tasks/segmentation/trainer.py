@@ -51,15 +51,22 @@ class SegmentationTrainer(NeuroTrainer):
         mean: tuple[float, ...] = (0.0,),
         std: tuple[float, ...] = (1.0,),
         sources: list[str] | None = None,
+        label_names: list[str] | None = None,
+        regions: dict[str, list[int]] | None = None,
         **kwargs: Any,
     ) -> None:
         self.num_labels = num_labels
         self.mean, self.std = mean, std
+        self.class_names, self.regions = label_names, regions
+        self.case_ids: list[str] | None = None
         opts = LossOptions(args.label_smoothing, args.class_weights, args.focal_gamma)
         kwargs.setdefault("loss_fn", build_loss(args.loss, args.loss_weights, opts))
         names = list(args.metrics or [])
+        tolerance = args.nsd_tolerances or args.nsd_tolerance
         metrics = (
-            SegmentationMetrics(names, num_labels, args.threshold, sources or (), args.nsd_tolerance)
+            SegmentationMetrics(
+                names, num_labels, args.threshold, sources or (), tolerance, label_names, regions
+            )
             if names
             else None
         )
@@ -110,15 +117,31 @@ class SegmentationTrainer(NeuroTrainer):
         x = (pixel_values.detach().float().cpu() * std + mean).clamp(0, 1)
         return x.permute(1, 2, 0).numpy()
 
+    def predict(self, test_dataset, *args: Any, **kwargs: Any):
+        """As ``Trainer.predict``; keeps the split's case ids for the per-case CSV of volumes."""
+        self.case_ids = (
+            list(test_dataset.with_format(None)["id"]) if "id" in test_dataset.column_names else None
+        )
+        try:
+            return super().predict(test_dataset, *args, **kwargs)
+        finally:
+            self.case_ids = None
+
+    def _output_folder(self) -> tuple[Path | None, str]:
+        if self.sample_writer is None:
+            return None, "test"
+        return self.sample_writer.path.parent / "overlays", self.sample_writer.path.stem.replace(
+            "_per_sample", ""
+        )
+
     def sample_records(self, indices, predictions, references, losses, inputs=None) -> list[dict[str, Any]]:
+        if references.get("spacing") is not None:
+            return self._volume_records(indices, predictions, references, losses, inputs)
         maps = predictions["labels"].cpu().numpy()
         refs = references["labels"].cpu().numpy()
         fovs = references["fov"].cpu().numpy().astype(bool)
         rows = []
-        folder, prefix = None, "test"
-        if self.sample_writer is not None:
-            folder = self.sample_writer.path.parent / "overlays"
-            prefix = self.sample_writer.path.stem.replace("_per_sample", "")
+        folder, prefix = self._output_folder()
         for k, index in enumerate(indices):
             scores = image_scores(maps[k], refs[k], fovs[k])
             rows.append(
@@ -137,3 +160,50 @@ class SegmentationTrainer(NeuroTrainer):
                     fov=fovs[k],
                 )
         return rows
+
+    def _volume_records(self, indices, predictions, references, losses, inputs) -> list[dict[str, Any]]:
+        """Per case: id, Dice per class (or region) on the original grid, loss; overlay of the slice with
+        the most reference foreground."""
+        from .volume_overlay import save_volume_overlay
+
+        metrics = SegmentationMetrics(
+            ["mean_dice", "per_class"],
+            self.num_labels,
+            self.args.threshold,
+            label_names=self.class_names,
+            regions=self.regions,
+        )
+        folder, prefix = self._output_folder()
+        rows = []
+        for k, index in enumerate(indices):
+            metrics.reset()
+            metrics.update(
+                {
+                    "labels": predictions["labels"][k : k + 1],
+                    "probability": _slice(predictions.get("probability"), k),
+                },
+                {"labels": references["labels"][k : k + 1]},
+            )
+            scores = metrics.compute()
+            case = self.case_ids[index] if self.case_ids and index < len(self.case_ids) else str(index)
+            rows.append(
+                {
+                    "index": index,
+                    "id": case,
+                    **{name: f"{value:.6f}" for name, value in scores.items()},
+                    "loss": f"{float(losses[k]):.6f}" if losses is not None else "",
+                }
+            )
+            if folder is not None and inputs is not None and index < self.args.overlays:
+                save_volume_overlay(
+                    Path(folder) / f"{prefix}_{case}.png",
+                    inputs,
+                    k,
+                    references["labels"][k].cpu().numpy(),
+                    predictions["labels"][k].cpu().numpy(),
+                )
+        return rows
+
+
+def _slice(value: Any, k: int) -> Any:
+    return None if value is None else value[k : k + 1]
