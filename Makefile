@@ -11,7 +11,7 @@ export HF_UPDATE_DOWNLOAD_COUNTS ?= 0
 export GRADIO_ANALYTICS_ENABLED ?= False
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install chromium train train-seg train-seg3d train-clip test test-fast lint format bench bench-metrics docs spaces clean
+.PHONY: install chromium train train-seg train-seg3d train-det train-clip test test-fast lint format bench bench-metrics docs spaces clean
 
 # Reinstalls only when pyproject.toml changes (the stamp is newer otherwise).
 install: $(STAMP)
@@ -34,6 +34,10 @@ train-seg: install
 # 3D segmentation on embedded synthetic CT-like volumes (mean Dice >= 0.80 on held-out volumes, ~2 min on CPU)
 train-seg3d: install
 	$(BIN)/python recipes/train_segmentation.py recipes/configs/synthetic_3d.toml
+
+# Detection on embedded synthetic shapes: Faster R-CNN from scratch, mAP@50 >= 0.8 on held-out images, < 5 min on CPU
+train-det: install
+	$(BIN)/python recipes/train_detection.py recipes/configs/synthetic_shapes_fasterrcnn.toml
 
 # CLIP on the embedded synthetic shapes (image<->text R@1 >= 0.8 on held-out images, a few minutes on CPU)
 train-clip: install
@@ -62,6 +66,7 @@ bench: install
 	$(BIN)/python benchmarks/trainer_overhead.py
 	$(BIN)/python benchmarks/metrics_speed.py
 	$(BIN)/python benchmarks/clip_throughput.py
+	$(BIN)/python benchmarks/detection_eval.py
 
 bench-metrics: install
 	$(BIN)/python benchmarks/metrics_speed.py

@@ -149,7 +149,6 @@ class LoopDataset(torch.utils.data.Dataset):
 # --- (a) hand-written loop ------------------------------------------------------------------------------
 def run_loop(task, data, config, images, masks, opts) -> dict:
     dev = device()
-    args = config.training
     ops = joint_random_ops(config.augmentation, data.info.channels)
     set_seed(opts.seed)
     loader = torch.utils.data.DataLoader(
@@ -159,10 +158,15 @@ def run_loop(task, data, config, images, masks, opts) -> dict:
         num_workers=opts.workers,
         pin_memory=dev.type == "cuda",
     )
+    return train_loop(task, data, config, loader, opts, dev, fused=True)  # the Trainer's fused AdamW
+
+
+def train_loop(task, data, config, loader, opts, dev, fused: bool) -> dict:
+    """The hand-written loop both rows time: the task's model, ``dice+ce``, AdamW as the Trainer builds it
+    (no weight decay on the 1-D parameters: biases and norm weights), the config's schedule, clipping at 1.0."""
+    args = config.training
     model = task.build_model(config, data).to(dev).train()
     loss_fn = build_loss(LOSS)
-    # As the Trainer: fused AdamW; no weight decay on biases (here also the norm weights and biases, the
-    # 1-D parameters: the U-Net's convolutions have no bias with batch norm).
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
     groups = [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
@@ -171,7 +175,7 @@ def run_loop(task, data, config, images, masks, opts) -> dict:
         lr=args.learning_rate,
         betas=(args.adam_beta1, args.adam_beta2),
         eps=args.adam_epsilon,
-        fused=True,
+        **({"fused": True} if fused else {}),
     )
     total = opts.warmup + opts.steps
     scheduler = get_scheduler(
@@ -380,7 +384,6 @@ def seed_worker(_worker_id: int) -> None:
 # --- 3D: (a) hand-written loop ---------------------------------------------------------------------------
 def run_loop_3d(task, data, config, volumes, opts) -> dict:
     dev = device()
-    args = config.training
     set_seed(opts.seed)
     dataset = VolumeLoopDataset(volumes, random_ops(config.augmentation, patch_size(config.augmentation)))
     dataset.ops.set_random_state(seed=opts.seed)
@@ -393,48 +396,8 @@ def run_loop_3d(task, data, config, volumes, opts) -> dict:
         worker_init_fn=seed_worker,
         pin_memory=dev.type == "cuda",
     )
-    model = task.build_model(config, data).to(dev).train()
-    loss_fn = build_loss(LOSS)
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    optim = str(getattr(args.optim, "value", args.optim))
-    optimizer = torch.optim.AdamW(  # as transformers builds it: fused only for adamw_torch_fused
-        groups,
-        lr=args.learning_rate,
-        betas=(args.adam_beta1, args.adam_beta2),
-        eps=args.adam_epsilon,
-        **({"fused": True} if optim == "adamw_torch_fused" else {}),
-    )
-    total = opts.warmup + opts.steps
-    scheduler = get_scheduler(
-        args.lr_scheduler_type, optimizer, num_warmup_steps=args.warmup_steps, num_training_steps=total
-    )
-    step, t0, wait = 0, None, 0.0
-    while step < total:
-        batches = iter(loader)
-        while step < total:
-            start = time.perf_counter()
-            try:
-                x, y = next(batches)
-            except StopIteration:
-                break
-            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-            if t0 is not None:
-                wait += time.perf_counter() - start
-            loss = loss_fn(model(pixel_values=x).logits, y)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            if step == opts.warmup:
-                sync()
-                t0 = time.perf_counter()
-    sync()
-    wall = time.perf_counter() - t0
-    return {"rate": opts.steps * opts.per_step / wall, "wall": wall, "wait": wait}
+    optim = str(getattr(config.training.optim, "value", config.training.optim))
+    return train_loop(task, data, config, loader, opts, dev, fused=optim == "adamw_torch_fused")
 
 
 # --- 3D: (b) NeuroTrainer through the config path ---------------------------------------------------------

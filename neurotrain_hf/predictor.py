@@ -48,6 +48,8 @@ def task_of_config(config: dict[str, Any], where: Any = "model") -> str:
         return "classification"
     if any(a.endswith("ForSemanticSegmentation") for a in architectures):
         return "segmentation"
+    if any(a.endswith("ForObjectDetection") for a in architectures):
+        return "detection"
     if config.get("text_config") and config.get("vision_config"):
         return "clip"
     raise NeuroTrainError(f"{where}: cannot tell the task of this model (architectures {architectures})")

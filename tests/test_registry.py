@@ -57,7 +57,7 @@ def test_builtin_registries_are_populated():
     assert {"ce", "bce", "focal"} <= set(list_losses())
     assert {"accuracy", "precision", "recall", "f1", "auc", "top3", "top5"} <= set(list_metrics())
     assert "simple_cnn" in list_models()
-    assert list_tasks() == ["classification", "clip", "segmentation"]
+    assert list_tasks() == ["classification", "clip", "detection", "segmentation"]
     assert {"drive", "chase_db1", "stare", "hrf", "isic2018", "synthetic_retina", "hybrid"} <= set(
         list_datasets()
     )
@@ -67,3 +67,14 @@ def test_builtin_registries_are_populated():
         list_datasets()
     )
     assert {"clip_retrieval", "zero_shot_accuracy"} <= set(list_metrics())
+    assert {
+        "synthetic_3d",
+        "btcv",
+        "brats",
+        "msd",
+        "coco",
+        "voc",
+        "yolo",
+        "synthetic_shapes_detection",
+    } <= set(list_datasets())
+    assert {"fasterrcnn", "maskrcnn", "detr_tiny", "rtdetr_tiny"} <= set(list_models())

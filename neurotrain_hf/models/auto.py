@@ -10,10 +10,12 @@ from transformers import (
     AutoConfig,
     AutoImageProcessor,
     AutoModelForImageClassification,
+    AutoModelForObjectDetection,
     AutoModelForSemanticSegmentation,
     PretrainedConfig,
 )
 
+from ..data.detection_processor import NeuroDetectionProcessor
 from ..data.processor import NeuroImageProcessor
 from ..data.volume_processor import NeuroVolumeProcessor
 from .dense import (
@@ -22,6 +24,7 @@ from .dense import (
     SmpForSemanticSegmentation,
     SmpSegmentationConfig,
 )
+from .detection import TorchvisionDetectorConfig, TorchvisionForObjectDetection
 from .external import TorchvisionClassifierConfig, TorchvisionForImageClassification
 from .simple_cnn import MLPConfig, MLPForImageClassification, SimpleCNNConfig, SimpleCNNForImageClassification
 from .unet import UNetConfig, UNetForSemanticSegmentation
@@ -30,6 +33,7 @@ AUTO_MODELS = [
     (AutoModelForImageClassification, SimpleCNNConfig, SimpleCNNForImageClassification),
     (AutoModelForImageClassification, MLPConfig, MLPForImageClassification),
     (AutoModelForImageClassification, TorchvisionClassifierConfig, TorchvisionForImageClassification),
+    (AutoModelForObjectDetection, TorchvisionDetectorConfig, TorchvisionForObjectDetection),
     (AutoModelForSemanticSegmentation, UNetConfig, UNetForSemanticSegmentation),
     (AutoModelForSemanticSegmentation, MonaiSegmentationConfig, MonaiForSemanticSegmentation),
     (AutoModelForSemanticSegmentation, SmpSegmentationConfig, SmpForSemanticSegmentation),
@@ -46,19 +50,22 @@ def register_auto_classes() -> None:
         )
 
 
-class VolumeProcessorKey(PretrainedConfig):
-    """Registration key only: ``AutoImageProcessor`` resolves a saved ``image_processor_type`` by name among
-    registered classes, and registration is keyed by a config class (no model uses this one)."""
-
-    model_type = "neurotrain_volume_processor"
+class ProcessorKey(PretrainedConfig):
+    """Registration keys only: ``AutoImageProcessor`` resolves a saved ``image_processor_type`` by name among
+    registered classes, and registration is keyed by a config class (no model uses these)."""
 
 
-def register_volume_processor() -> None:
-    AutoConfig.register(VolumeProcessorKey.model_type, VolumeProcessorKey, exist_ok=True)
-    AutoImageProcessor.register(
-        VolumeProcessorKey, image_processor_classes={"torchvision": NeuroVolumeProcessor}, exist_ok=True
-    )
+def register_processors() -> None:
+    """Our other processors (volumes, detection), findable by name from any model folder."""
+    for processor in (NeuroVolumeProcessor, NeuroDetectionProcessor):
+        key = type(
+            f"{processor.__name__}Key",
+            (ProcessorKey,),
+            {"model_type": f"neurotrain_{processor.__name__.lower()}"},
+        )
+        AutoConfig.register(key.model_type, key, exist_ok=True)
+        AutoImageProcessor.register(key, image_processor_classes={"torchvision": processor}, exist_ok=True)
 
 
 register_auto_classes()
-register_volume_processor()
+register_processors()

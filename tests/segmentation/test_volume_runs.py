@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 
 from tests.conftest import ROOT, run_python
 from tests.helpers.launch import accelerate_launch
+from tests.helpers.recipes import shortened
 from tests.segmentation.volume_fixtures import write_msd_spleen
 
 RECIPE = "recipes/train_segmentation.py"
@@ -22,29 +23,15 @@ CONFIG = str(ROOT / "recipes" / "configs" / "synthetic_3d.toml")
 
 def short(tmp_path: Path, steps: int, *extra: str) -> list[str]:
     """The shipped synthetic_3d config on a shortened schedule, writing under ``tmp_path``."""
-    return [
-        RECIPE,
-        CONFIG,
-        "--basic.output_dir",
-        str(tmp_path / "runs"),
-        "--training.max_steps",
-        str(steps),
-        "--training.eval_steps",
-        str(steps),
-        "--training.save_steps",
-        str(steps),
-        "--training.disable_tqdm",
-        "true",
-        *extra,
-    ]
+    return shortened(RECIPE, CONFIG, tmp_path, steps, *extra)
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """One shortened run of the recipe as typed (120 steps instead of 400), shared by the tests below."""
+    """One shortened run of the recipe as typed (90 steps instead of 400), shared by the tests below."""
     tmp = tmp_path_factory.mktemp("seg3d")
     env = {"NEUROTRAIN_CACHE": str(tmp / "cache")}
-    proc = run_python(short(tmp, 120), env=env)
+    proc = run_python(short(tmp, 90), env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.strip().splitlines()
     assert lines[-1].startswith("test metrics: ")

@@ -1,0 +1,14 @@
+"""Hugging Face Space: the neurotrain detection demo; the model is $NEUROTRAIN_MODEL (a Hub id or a folder)."""
+
+import os
+from pathlib import Path
+
+from neurotrain_hf.demos.detection import build_demo
+
+demo = build_demo(
+    os.environ.get("NEUROTRAIN_MODEL", "neurotrain/synthetic-shapes-fasterrcnn"),
+    examples=Path(__file__).parent / "examples",
+)
+
+if __name__ == "__main__":
+    demo.launch()
