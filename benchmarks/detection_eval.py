@@ -33,9 +33,7 @@ import contextlib
 import gc
 import io
 import json
-import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -43,7 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 # eval_memory sets the offline variables when imported (before anything reads them)
-from eval_memory import GLIBC_TUNING, MB, OFFLINE, PeakMeter, rss_bytes, trim_heap  # noqa: E402
+from eval_memory import MB, PeakMeter, rss_bytes, run_child, trim_heap  # noqa: E402
 
 CONTENDERS = ("ours", "torchmetrics", "pycocotools")
 KEYS = ("map", "map_50", "map_75", "map_small", "map_medium", "map_large")
@@ -217,14 +215,7 @@ def measure(name: str, n: int, opts) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", name, "--size", str(n)]
     cmd += ["--batch-size", str(opts.batch_size), "--classes", str(opts.classes)]
     cmd += ["--threads", str(opts.threads)]
-    env = {**os.environ, **OFFLINE, "PYTHONPATH": str(ROOT)}
-    if not opts.glibc_default:
-        env.update(GLIBC_TUNING)
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=opts.timeout)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"{name} @ {n} failed (rc {proc.returncode}):\n{proc.stderr[-3000:]}")
-    return json.loads(lines[-1])
+    return run_child(cmd, f"{name} @ {n}", opts)
 
 
 def parse(argv: list[str] | None):

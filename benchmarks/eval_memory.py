@@ -465,13 +465,19 @@ def measure(row: str, n_eval: int, opts) -> dict:
     cmd += ["--num-labels", str(opts.num_labels), "--image-size", str(opts.image_size)]
     cmd += ["--batch-size", str(opts.batch_size), "--threads", str(opts.threads)]
     cmd += ["--seg-image-size", str(opts.seg_image_size), "--seg-batch-size", str(opts.seg_batch_size)]
+    return run_child(cmd, f"{row} @ {n_eval}", opts)
+
+
+def run_child(cmd: list[str], label: str, opts) -> dict:
+    """Run one measurement in a fresh process (offline, glibc tuned unless ``--glibc-default``); its last
+    JSON line on stdout is the result."""
     env = {**os.environ, **OFFLINE, "PYTHONPATH": str(ROOT)}
     if not opts.glibc_default:
         env.update(GLIBC_TUNING)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=opts.timeout)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"{row} @ {n_eval} failed (rc {proc.returncode}):\n{proc.stderr[-3000:]}")
+        raise RuntimeError(f"{label} failed (rc {proc.returncode}):\n{proc.stderr[-3000:]}")
     return json.loads(lines[-1])
 
 

@@ -381,6 +381,22 @@ def seed_worker(_worker_id: int) -> None:
     info.dataset.ops.set_random_state(seed=info.seed % (2**31 - 1))
 
 
+def alternate(loop, task, data, config, opts) -> dict[str, list[dict]]:
+    """``opts.rounds`` rounds of (a) the hand loop then (b) the trainer, each round's figures printed."""
+    results: dict[str, list[dict]] = {"a_loop": [], "b_neurotrainer": []}
+    for r in range(opts.rounds):
+        results["a_loop"].append(loop())
+        results["b_neurotrainer"].append(run_neurotrainer(task, data, config, opts))
+        a, b = results["a_loop"][-1], results["b_neurotrainer"][-1]
+        print(
+            f"round {r + 1}: a_loop {a['rate']:.2f} samples/s (wait {share(a['wait'], a['wall'])}), "
+            f"b_neurotrainer {b['rate']:.2f} samples/s (wait {share(b['wait'], b['wall'])}, "
+            f"loader alone {share(b['alone'], b['wall'])}), b/a {b['rate'] / a['rate']:.3f}",
+            flush=True,
+        )
+    return results
+
+
 # --- 3D: (a) hand-written loop ---------------------------------------------------------------------------
 def run_loop_3d(task, data, config, volumes, opts) -> dict:
     dev = device()
@@ -451,17 +467,7 @@ def main_3d(opts) -> int:
             f"shapes {shapes}; {data.report['preprocessed']['written']} cached",
             flush=True,
         )
-        results: dict[str, list[dict]] = {"a_loop": [], "b_neurotrainer": []}
-        for r in range(opts.rounds):
-            results["a_loop"].append(run_loop_3d(task, data, config, volumes, opts))
-            results["b_neurotrainer"].append(run_neurotrainer(task, data, config, opts))
-            a, b = results["a_loop"][-1], results["b_neurotrainer"][-1]
-            print(
-                f"round {r + 1}: a_loop {a['rate']:.2f} samples/s (wait {share(a['wait'], a['wall'])}), "
-                f"b_neurotrainer {b['rate']:.2f} samples/s (wait {share(b['wait'], b['wall'])}, "
-                f"loader alone {share(b['alone'], b['wall'])}), b/a {b['rate'] / a['rate']:.3f}",
-                flush=True,
-            )
+        results = alternate(lambda: run_loop_3d(task, data, config, volumes, opts), task, data, config, opts)
     aug = config.augmentation
     print(
         f"\n3D: model unet {dict(config.model.kwargs)}, loss {LOSS} (deep supervision off), batch "
@@ -581,17 +587,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{np.round(data.info.mean, 3).tolist()}, std {np.round(data.info.std, 3).tolist()}",
             flush=True,
         )
-        results: dict[str, list[dict]] = {"a_loop": [], "b_neurotrainer": []}
-        for r in range(opts.rounds):
-            results["a_loop"].append(run_loop(task, data, config, images, masks, opts))
-            results["b_neurotrainer"].append(run_neurotrainer(task, data, config, opts))
-            a, b = results["a_loop"][-1], results["b_neurotrainer"][-1]
-            print(
-                f"round {r + 1}: a_loop {a['rate']:.2f} samples/s (wait {share(a['wait'], a['wall'])}), "
-                f"b_neurotrainer {b['rate']:.2f} samples/s (wait {share(b['wait'], b['wall'])}, "
-                f"loader alone {share(b['alone'], b['wall'])}), b/a {b['rate'] / a['rate']:.3f}",
-                flush=True,
-            )
+        results = alternate(
+            lambda: run_loop(task, data, config, images, masks, opts), task, data, config, opts
+        )
 
     aug = config.augmentation
     print(

@@ -6,7 +6,6 @@ import io
 import json
 
 import numpy as np
-import pytest
 import torch
 from PIL import Image
 
@@ -53,8 +52,13 @@ def _red_box(canvas: np.ndarray) -> list[float]:
     return [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], red
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_train_transform_keeps_boxes_and_masks_on_their_pixels(seed):
+def test_train_transform_keeps_boxes_and_masks_on_their_pixels():
+    checked = sum(_aligned(seed) for seed in range(8))
+    assert checked >= 4  # the crops keep the rectangle in most draws: the check is not vacuous
+
+
+def _aligned(seed: int) -> bool:
+    """One augmented draw: True when the rectangle survived and its box and mask sit on its pixels."""
     image, objects = _row()
     aug = AugmentationConfig(horizontal_flip=0.5, vertical_flip=0.5)
     transform = DetectionTransform(
@@ -71,13 +75,14 @@ def test_train_transform_keeps_boxes_and_masks_on_their_pixels(seed):
     target = out["labels"][0]
     reds = (target["class_labels"] == 0).nonzero().flatten()
     if not len(reds):
-        return  # the crop left the rectangle out (min_visible 0 keeps any visible part)
+        return False  # the crop left the rectangle out (min_visible 0 keeps any visible part)
     cx, cy, w, h = (target["boxes"][reds[0]] * 96).tolist()
     expected, red = _red_box(canvas)
     assert np.allclose([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], expected, atol=1.5)
     mask = target["masks"][reds[0]].numpy().astype(bool)
     assert (mask & red).sum() / (mask | red).sum() > 0.85
     assert out["pixel_mask"][0].sum() > 0 and out["pixel_values"].shape == (1, 3, 96, 96)
+    return True
 
 
 def test_crops_drop_boxes_mostly_outside_and_count_them():

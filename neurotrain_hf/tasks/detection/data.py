@@ -111,7 +111,8 @@ class DetectionTransform:
     def _sample(self, image_value: Any, objects: dict) -> dict[str, Any]:
         image = decode_image(image_value, 3)
         h, w = image.shape[-2:]
-        boxes = torch.tensor(np.asarray(objects["bbox"], np.float32).reshape(-1, 4))  # copies: Arrow is read-only
+        # torch.tensor copies: the Arrow-backed arrays are read-only
+        boxes = torch.tensor(np.asarray(objects["bbox"], np.float32).reshape(-1, 4))
         labels = torch.tensor(np.asarray(objects["category"], np.int64).reshape(-1))
         crowd = torch.tensor(np.asarray(objects["iscrowd"], np.int64).reshape(-1)).bool()
         masks = decode_masks(objects["segmentation"], h, w) if self.masks else None

@@ -65,7 +65,9 @@ class DetectionTrainer(NeuroTrainer):
         names = list(args.metrics or [])
         best = (args.metric_for_best_model or "").removeprefix("eval_")
         if best and best != "loss" and best not in names:
-            raise ConfigError(f"[training] metric_for_best_model = {best!r} is not in [training] metrics {names}")
+            raise ConfigError(
+                f"[training] metric_for_best_model = {best!r} is not in [training] metrics {names}"
+            )
         kwargs.setdefault(
             "metrics", DetectionMetrics(names, masks, args.f1_score_threshold) if names else None
         )
