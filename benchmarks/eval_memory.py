@@ -350,11 +350,11 @@ def build_seg3d_neurotrainer(n_eval: int, opts, out: str):
     import datasets
 
     from neurotrain_hf.config import build_config, read_config_file
-    from neurotrain_hf.data import DatasetSource, register_dataset
+    from neurotrain_hf.data import register_dataset
     from neurotrain_hf.runner import build
     from neurotrain_hf.tasks.segmentation.synthetic_volumes import LABELS, write_cases
     from neurotrain_hf.tasks.segmentation.volume_cache import default_cache_root
-    from neurotrain_hf.tasks.segmentation.volume_spec import VolumeSpec, volume_rows
+    from neurotrain_hf.tasks.segmentation.volume_spec import VolumeSource, VolumeSpec, volume_rows
 
     os.environ.setdefault("NEUROTRAIN_CACHE", str(Path(out) / "cache"))  # the parent sets a shared one
 
@@ -363,7 +363,7 @@ def build_seg3d_neurotrainer(n_eval: int, opts, out: str):
         folder.mkdir(parents=True, exist_ok=True)
         rows = write_cases(folder, {"train": SEG3D_TRAIN_CASES, "valid": n_eval})
         spec = VolumeSpec(label_names=list(LABELS), modality="CT", channel_names=["ct"])
-        return DatasetSource(datasets.DatasetDict({k: volume_rows(v) for k, v in rows.items()}), volume=spec)
+        return VolumeSource(datasets.DatasetDict({k: volume_rows(v) for k, v in rows.items()}), volume=spec)
 
     register_dataset(SEG3D_DATASET_NAME)(source)
     raw = read_config_file(SEG3D_RECIPE)

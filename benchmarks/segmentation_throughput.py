@@ -6,7 +6,7 @@ pixels (default: patch + 32), generated once and registered by this script as th
 
   (a) a hand-written loop: a map-style dataset over the in-memory uint8 arrays that builds
       ``tv_tensors.Image``/``tv_tensors.Mask`` per sample, applies the transform object of
-      ``joint_random_ops(config.augmentation, channels)`` (the same joint crop with ``foreground_ratio``,
+      ``joint_image_ops(config.augmentation, channels)`` (the same joint crop with ``foreground_ratio``,
       flips, rotation, colour jitter and gamma that neurotrain builds), then scales to [0, 1] and
       normalises with neurotrain's mean/std; ``DataLoader`` (shuffle, ``--workers``), loss
       ``build_loss("dice+ce")``, fused AdamW (weight decay off for biases and norm weights, as the
@@ -41,7 +41,7 @@ into that folder, so the fingerprint and the preprocessed-volume cache land ther
 
   (a) a hand-written loop: the preprocessed volumes neurotrain cached (image float32 (C, X, Y, Z), label
       uint8) held in memory as tensors; a map-style dataset applies, per volume, the MONAI ``Compose`` of
-      ``random_ops(config.augmentation, patch)`` (the same pad, ``RandCropByPosNegLabeld`` with
+      ``volume_ops(config.augmentation, patch)`` (the same pad, ``RandCropByPosNegLabeld`` with
       ``samples_per_volume`` patches, flips and intensity scale/shift neurotrain builds; MONAI metadata
       tracking off while they run, as neurotrain); a collate that stacks the patches; ``DataLoader``
       (shuffle, ``--workers``), ``build_loss("dice+ce")``, AdamW as the Trainer builds it for the recipe's
@@ -87,9 +87,9 @@ from neurotrain_hf.data import DatasetSource, register_dataset  # noqa: E402
 from neurotrain_hf.losses import build_loss  # noqa: E402
 from neurotrain_hf.runner import build  # noqa: E402
 from neurotrain_hf.tasks.segmentation.synthetic import synthetic_split  # noqa: E402
-from neurotrain_hf.tasks.segmentation.transforms import joint_random_ops  # noqa: E402
-from neurotrain_hf.tasks.segmentation.volume_spec import VolumeSpec, volume_rows  # noqa: E402
-from neurotrain_hf.tasks.segmentation.volume_transforms import patch_size, random_ops  # noqa: E402
+from neurotrain_hf.tasks.segmentation.transforms import joint_image_ops  # noqa: E402
+from neurotrain_hf.tasks.segmentation.volume_spec import VolumeSource, VolumeSpec, volume_rows  # noqa: E402
+from neurotrain_hf.tasks.segmentation.volume_transforms import patch_size, volume_ops  # noqa: E402
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "configs" / "synthetic_vessels.toml"
 RECIPE_3D = Path(__file__).resolve().parents[1] / "recipes" / "configs" / "synthetic_3d.toml"
@@ -149,7 +149,7 @@ class LoopDataset(torch.utils.data.Dataset):
 # --- (a) hand-written loop ------------------------------------------------------------------------------
 def run_loop(task, data, config, images, masks, opts) -> dict:
     dev = device()
-    ops = joint_random_ops(config.augmentation, data.info.channels)
+    ops = joint_image_ops(config.augmentation, data.info.channels)
     set_seed(opts.seed)
     loader = torch.utils.data.DataLoader(
         LoopDataset(images, masks, ops, data.info.mean, data.info.std),
@@ -322,7 +322,7 @@ def register_volumes(folder: Path, opts) -> None:
     rows = write_volumes(folder, opts)
     spec = VolumeSpec(label_names=list(LABELS_3D), modality="CT", channel_names=["ct"])
     register_dataset(DATASET_3D)(
-        lambda cfg: DatasetSource(datasets.DatasetDict({"train": volume_rows(rows)}), volume=spec)
+        lambda cfg: VolumeSource(datasets.DatasetDict({"train": volume_rows(rows)}), volume=spec)
     )
 
 
@@ -401,7 +401,7 @@ def alternate(loop, task, data, config, opts) -> dict[str, list[dict]]:
 def run_loop_3d(task, data, config, volumes, opts) -> dict:
     dev = device()
     set_seed(opts.seed)
-    dataset = VolumeLoopDataset(volumes, random_ops(config.augmentation, patch_size(config.augmentation)))
+    dataset = VolumeLoopDataset(volumes, volume_ops(config.augmentation, patch_size(config.augmentation)))
     dataset.ops.set_random_state(seed=opts.seed)
     loader = torch.utils.data.DataLoader(
         dataset,

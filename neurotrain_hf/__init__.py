@@ -1,8 +1,9 @@
 """neurotrain_hf: NeuroTrain on the Hugging Face stack.
 
 The original NeuroTrain entry points are importable from here and load on first use. Importing the
-package registers our models and image processor with the transformers Auto classes (so it imports
-transformers' model classes), which lets ``AutoModelForImageClassification`` load our model folders.
+package registers every task's models and processors with the transformers Auto classes (so it imports
+transformers' model classes), which lets ``AutoModelFor*`` and ``transformers.pipeline`` load our
+model folders.
 """
 
 from __future__ import annotations
@@ -33,11 +34,13 @@ _EXPORTS = {
     "list_losses": "neurotrain_hf.losses",
     "build_loss": "neurotrain_hf.losses",
     "list_metrics": "neurotrain_hf.metrics",
-    "register_metric": "neurotrain_hf.metrics",
+    "register_family": "neurotrain_hf.metrics",
     "NeuroTrainer": "neurotrain_hf.trainer",
     "NeuroTrainingArguments": "neurotrain_hf.trainer",
-    "ClassificationConfig": "neurotrain_hf.tasks.classification.config",
-    "ClassificationTrainer": "neurotrain_hf.tasks.classification.trainer",
+    "Task": "neurotrain_hf.tasks",
+    "TaskSpec": "neurotrain_hf.tasks",
+    "register_task": "neurotrain_hf.tasks",
+    "list_tasks": "neurotrain_hf.tasks",
     "NeuroImageProcessor": "neurotrain_hf.data.processor",
     "Tester": "neurotrain_hf.tester",
     "Predictor": "neurotrain_hf.predictor",
@@ -48,7 +51,9 @@ _ALIASES = {"Trainer": ("neurotrain_hf.trainer", "NeuroTrainer")}
 
 __all__ = sorted([*_EXPORTS, *_ALIASES])
 
-from .models import auto as _auto  # noqa: E402, F401  (Auto-class registration)
+from .tasks import register_all_models as _register_all_models  # noqa: E402
+
+_register_all_models()  # every task's models with the registry and the transformers Auto classes
 
 
 def __getattr__(name: str) -> Any:

@@ -32,7 +32,6 @@ PROCESSOR_FILES = (
     "vocab.json",
     "merges.txt",
 )
-CLIP_TARGETS = ["q_proj", "v_proj"]
 
 
 def is_peft_model(model: Any) -> bool:
@@ -46,13 +45,11 @@ def stat_norm_modules(model: torch.nn.Module) -> list[str]:
     ]
 
 
-def default_targets(model: torch.nn.Module) -> list[str] | str:
-    clip_like = hasattr(model, "get_text_features") and hasattr(model, "get_image_features")
-    return list(CLIP_TARGETS) if clip_like else "all-linear"
-
-
-def apply_peft(model: torch.nn.Module, cfg: PeftConfig) -> torch.nn.Module:
-    """``model`` wrapped as a PEFT LoRA model per ``[peft]`` (unchanged when the method is `none`)."""
+def apply_peft(
+    model: torch.nn.Module, cfg: PeftConfig, default_targets: list[str] | str = "all-linear"
+) -> torch.nn.Module:
+    """``model`` wrapped as a PEFT LoRA model per ``[peft]`` (unchanged when the method is `none`);
+    ``default_targets``: the task's choice when ``target_modules`` is not set (``Task.lora_targets``)."""
     if cfg.method == "none":
         return model
     from peft import LoraConfig, get_peft_model
@@ -65,7 +62,7 @@ def apply_peft(model: torch.nn.Module, cfg: PeftConfig) -> torch.nn.Module:
         r=cfg.r,
         lora_alpha=cfg.alpha,
         lora_dropout=cfg.dropout,
-        target_modules=cfg.target_modules or default_targets(model),
+        target_modules=cfg.target_modules or default_targets,
         modules_to_save=(save + norms) or None,
         bias=cfg.bias,
     )

@@ -18,7 +18,8 @@ from .errors import NeuroTrainError
 LIST_KINDS = ("models", "datasets", "losses", "metrics", "tasks")
 
 
-def _registry_names(kind: str) -> list[str]:
+def _registry_names(kind: str, task: str | None = None) -> list[str]:
+    """Registered names; with ``task``, the metrics and losses that task's config accepts."""
     if kind == "models":
         from .models import MODELS
 
@@ -29,25 +30,35 @@ def _registry_names(kind: str) -> list[str]:
         return list_datasets()
     if kind == "losses":
         from .losses import list_losses
+        from .tasks import get_task, list_tasks
 
-        return list_losses()
+        kinds = [
+            k for name in ([task] if task else list_tasks()) for k in get_task(name).config_class().loss_kinds
+        ]
+        return list_losses(kinds=kinds)
     if kind == "metrics":
         from .metrics import list_metrics
 
-        return list_metrics()
+        return list_metrics(task)
     from .tasks import list_tasks
 
     return list_tasks()
 
 
-def config_help(task: str = "classification") -> str:
-    """Every section's options with their help texts, from HfArgumentParser."""
+def config_help(task: str | None = None) -> str:
+    """Every section's options with their help texts, from HfArgumentParser (a task's own sections too)."""
     from .config.parser import NeuroArgumentParser
-    from .config.sections import SECTIONS
-    from .tasks import get_task
+    from .config.sections import SECTIONS, TASK_SECTIONS
+    from .tasks import get_task, list_tasks
 
     parts = ["Experiment options: set them in the file's [section] or override with --section.key VALUE.\n"]
-    sections = {**SECTIONS, "training": get_task(task).config_class()}
+    if task is None:
+        parts.append(
+            f"[dataset], [augmentation] and [training] are the task's ([basic] task: {', '.join(list_tasks())}); "
+            "`neurotrain train --help TASK` lists them.\n"
+        )
+    spec = get_task(task) if task else None
+    sections = {**SECTIONS, **({s: spec.section_class(s) for s in TASK_SECTIONS} if spec else {})}
     for name, cls in sections.items():
         text = NeuroArgumentParser(cls, prog=f"[{name}]", add_help=False).format_help()
         text = text.replace("--", f"--{name}.")
@@ -97,7 +108,11 @@ def recipe_main(task: str | None, argv: list[str] | None = None) -> int:
         print(
             f"usage: {f'train_{task}.py' if task else 'neurotrain train'} CONFIG [--section.key VALUE ...]\n"
         )
-        print(config_help(task or "classification"))
+        try:
+            print(config_help(task or (argv[1] if len(argv) > 1 else None)))
+        except NeuroTrainError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return exc.exit_code
         return 0
     setup_logging()
     from .runner import shutdown_distributed
@@ -143,14 +158,13 @@ def _cmd_test(args) -> int:
 
 
 def _cmd_predict(args) -> int:
-    from .predictor import Predictor, check_inputs
+    from .predictor import Predictor
 
-    check_inputs(args.images)
     predictor = Predictor.from_pretrained(args.model)
-    for path, pred in zip(args.images, predictor.predict_files(args.images)):
-        written = predictor.task.save_prediction(pred, path, args.out) if args.out or "affine" in pred else []
+    for path, pred in zip(args.inputs, predictor.predict_files(args.inputs)):
+        written = predictor.task.save_prediction(pred, path, args.out)
         extra = {"written": [str(p) for p in written]} if written else {}
-        print(json.dumps({"image": path, **predictor.task.summary(pred), **extra}))
+        print(json.dumps({"input": path, **predictor.task.summary(pred), **extra}))
     return 0
 
 
@@ -264,16 +278,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("test", help="evaluate a trained run on its test split")
     p.add_argument("config", help="the run folder's config.toml (or the experiment file)")
     p.add_argument("overrides", nargs=argparse.REMAINDER)
-    p = sub.add_parser("predict", help="predict images with a model or run folder")
+    p = sub.add_parser("predict", help="predict inputs with a model or run folder (or a Hub repo id)")
     p.add_argument("model")
-    p.add_argument("images", nargs="+", help="image files; volumes: NIfTI files or BraTS-style case folders")
     p.add_argument(
-        "--out",
-        help="write predictions here (masks; volumes: NIfTI + PNG slice; default for volumes: predictions/)",
+        "inputs",
+        nargs="+",
+        help="what the model's task reads: image files; volumes: NIfTI files or case folders",
     )
+    p.add_argument("--out", help="write the task's prediction files here (masks, drawings, NIfTI volumes)")
     p = sub.add_parser("list", help="list registered names")
     p.add_argument("kind", choices=LIST_KINDS)
     p.add_argument("pattern", nargs="?", default="*")
+    p.add_argument("--task", default=None, help="metrics / losses: the names this task accepts")
     sub.add_parser("env", help="print versions for bug reports")
     p = sub.add_parser("push", help="push a run folder to a Hub model repo (model, card, record)")
     p.add_argument("run_dir")
@@ -313,13 +329,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "train":  # CONFIG [--section.key VALUE ...], or --help [TASK]: the recipe's parser
+        return recipe_main(None, argv[1:] or ["--help"])
     args = build_parser().parse_args(argv)
-    if args.command == "train":
-        return recipe_main(None, [args.config, *args.overrides] if args.config else ["--help"])
     if args.command == "list":
         import fnmatch
 
-        names = [n for n in _registry_names(args.kind) if fnmatch.fnmatchcase(n, args.pattern)]
+        try:
+            names = [n for n in _registry_names(args.kind, args.task) if fnmatch.fnmatchcase(n, args.pattern)]
+        except NeuroTrainError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return exc.exit_code
         print("\n".join(names))
         return 0
     if args.command in ("test", "predict", "lora", "push", "pull", "dataset", "space"):

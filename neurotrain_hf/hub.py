@@ -16,10 +16,9 @@ from typing import Any
 
 from .errors import NeuroTrainError
 
-RECORD_FILES = (
+RECORD_FILES = (  # every run's; a task adds its own (``Task.run_files``)
     "config.toml",
     "report.json",
-    "fingerprint.json",  # 3D segmentation: the dataset fingerprint behind the preprocessing
     "history.csv",
     "history.jsonl",
     "valid_metrics.json",
@@ -42,9 +41,14 @@ def _hub_error(exc: Exception, what: str) -> NeuroTrainError:
 
 
 def stage_run(
-    run_dir: Path, dest: Path, include_checkpoints: bool = False, include_optimizer: bool = False
+    run_dir: Path,
+    dest: Path,
+    include_checkpoints: bool = False,
+    include_optimizer: bool = False,
+    task_files: tuple[str, ...] = (),
 ) -> list[str]:
-    """Lay out the files a run's repo holds under ``dest``; returns their repo paths (sorted)."""
+    """Lay out the files a run's repo holds under ``dest`` (``task_files``: the task's own record files);
+    returns their repo paths (sorted)."""
     model, adapter = run_dir / "model", run_dir / "adapter"
     if not model.is_dir() and not adapter.is_dir():
         raise NeuroTrainError(f"{run_dir}: no model/ or adapter/ folder (is this a finished run folder?)")
@@ -54,7 +58,7 @@ def stage_run(
         shutil.copytree(adapter, dest / ("adapter" if model.is_dir() else "."), dirs_exist_ok=True)
     record = dest / "neurotrain"
     record.mkdir(parents=True, exist_ok=True)
-    for name in RECORD_FILES:
+    for name in (*RECORD_FILES, *task_files):
         if (run_dir / name).is_file():
             shutil.copy2(run_dir / name, record / name)
     for png in run_dir.rglob("*.png"):
@@ -84,17 +88,21 @@ def push_run(
     token: str | None = None,
 ) -> dict[str, Any]:
     """Create (if needed) and upload the run's repo; returns the commit URL and the pushed file list."""
+    import json
+
     from huggingface_hub import HfApi
 
     from .model_card import build_card
+    from .tasks import get_task
 
     run_dir = Path(run_dir)
     if not (run_dir / "report.json").is_file():
         raise NeuroTrainError(f"{run_dir}: no report.json (push a finished run folder)")
+    task = get_task(json.loads((run_dir / "report.json").read_text(encoding="utf-8"))["task"]).load()
     api = HfApi(token=token)
     with tempfile.TemporaryDirectory(prefix="neurotrain-push-") as tmp:
         stage = Path(tmp)
-        files = stage_run(run_dir, stage, include_checkpoints, include_optimizer)
+        files = stage_run(run_dir, stage, include_checkpoints, include_optimizer, task.run_files)
         build_card(run_dir, repo_id, license).save(stage / "README.md")
         try:
             api.create_repo(repo_id, private=private, exist_ok=True)

@@ -1,22 +1,29 @@
-"""Loss registry and weighted sums written in the config (``loss = "ce+focal"``, ``loss_weights = [1, 0.5]``).
+"""The loss registry, and weighted sums written in the config (``loss = "ce+focal"``, ``loss_weights``).
 
-Every registered loss is ``fn(logits, labels, num_items_in_batch=None, reduction="mean")``. Without
-``num_items_in_batch`` it reduces like PyTorch's ``reduction="mean"``; with it, it returns the per-item
-sum divided by that count, which keeps gradient accumulation and multi-process runs equal to one big
-batch; ``reduction="none"`` gives the per-item values (the Tester's per-sample losses). ``build_loss``
-returns a ``WeightedLoss`` that also keeps each term's last value, logged as ``loss_<name>``.
+``register_loss(name, kinds)`` registers a factory ``(LossOptions) -> fn``; the kinds say what ``fn``
+compares, and a task's ``[training]`` class names the kinds it takes (``loss_kinds``):
+
+- ``logits`` (class logits (B, C) against labels (B,)) and ``dense`` (logit maps (B, C, *spatial) against
+  label maps): ``fn(logits, labels, num_items_in_batch=None, reduction="mean")``. Without
+  ``num_items_in_batch`` it reduces like PyTorch's ``reduction="mean"``; with it, it returns the per-item
+  sum divided by that count, which keeps gradient accumulation and multi-process runs equal to one big
+  batch; ``reduction="none"`` gives the per-item values (the Tester's per-sample losses). ``build_loss``
+  returns a ``WeightedLoss`` that also keeps each term's last value, logged as ``loss_<name>``.
+- ``contrastive``: ``fn(image_embeds, text_embeds, logit_scale, logit_bias=None, *, gather=True,
+  gather_with_grad=True, local_loss=False, reduction="mean")`` (the CLIP task's ``infonce``, ``siglip``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 
 from .errors import ConfigError
-from .registry import Registry
+from .registry import Registry, did_you_mean
 
 LossFn = Callable[..., torch.Tensor]
 
@@ -30,12 +37,47 @@ class LossOptions:
     focal_gamma: float = 2.0
 
 
-LOSSES: Registry[Callable[[LossOptions], LossFn]] = Registry("loss")
-register_loss = LOSSES.register
+@dataclass(frozen=True)
+class RegisteredLoss:
+    """A registry entry: what the loss compares (``kinds``) and its factory."""
+
+    kinds: tuple[str, ...]
+    factory: Callable[[LossOptions], LossFn]
 
 
-def list_losses(pattern: str = "*") -> list[str]:
-    return LOSSES.list(pattern)
+LOSSES: Registry[RegisteredLoss] = Registry("loss")
+
+
+def register_loss(name: str, kinds: str | Sequence[str] = ("logits", "dense")):
+    """Decorator registering a factory ``(LossOptions) -> fn`` under ``name``."""
+
+    def decorator(factory: Callable[[LossOptions], LossFn]) -> Callable[[LossOptions], LossFn]:
+        LOSSES.register(name)(RegisteredLoss((kinds,) if isinstance(kinds, str) else tuple(kinds), factory))
+        return factory
+
+    return decorator
+
+
+def list_losses(pattern: str = "*", kinds: Sequence[str] | None = None) -> list[str]:
+    """Registered loss names (those taking any of the given kinds)."""
+    return [n for n in LOSSES.list(pattern) if kinds is None or set(LOSSES.get(n).kinds) & set(kinds)]
+
+
+def loss_terms(spec: str) -> list[str]:
+    return [n.strip() for n in spec.split("+") if n.strip()]
+
+
+def check_loss(spec: str, kinds: Sequence[str], task: str) -> None:
+    """One line for a loss name that is unknown or of a kind the task does not take."""
+    valid = list_losses(kinds=kinds)
+    terms = loss_terms(spec)
+    if not terms:
+        raise ConfigError(f"[training] loss is empty; valid: {', '.join(valid)}")
+    for name in terms:
+        if name not in valid:
+            raise ConfigError(
+                f"[training] loss: {name!r} is not a {task} loss{did_you_mean(name, valid)}; valid: {', '.join(valid)}"
+            )
 
 
 def _weights(opts: LossOptions, logits: torch.Tensor) -> torch.Tensor | None:
@@ -186,25 +228,25 @@ def _monai_region_loss(kind: str, **options):
     return fn
 
 
-@register_loss("dice")
+@register_loss("dice", kinds="dense")
 def dice(opts: LossOptions) -> LossFn:
     """Soft Dice (MONAI ``DiceLoss``), per sample; background excluded for softmax heads."""
     return _monai_region_loss("dice", smooth_nr=1e-5, smooth_dr=1e-5)
 
 
-@register_loss("tversky")
+@register_loss("tversky", kinds="dense")
 def tversky(opts: LossOptions) -> LossFn:
     """Tversky loss (MONAI ``TverskyLoss``, alpha 0.3 on false positives, beta 0.7 on false negatives)."""
     return _monai_region_loss("tversky", alpha=0.3, beta=0.7)
 
 
-@register_loss("focal_tversky")
+@register_loss("focal_tversky", kinds="dense")
 def focal_tversky(opts: LossOptions) -> LossFn:
     """Focal Tversky loss: the per-sample Tversky loss raised to 0.75."""
     return _monai_region_loss("focal_tversky", alpha=0.3, beta=0.7)
 
 
-@register_loss("cldice")
+@register_loss("cldice", kinds="dense")
 def cldice(opts: LossOptions) -> LossFn:
     """Soft clDice (Shit et al. 2021, MONAI ``SoftclDiceLoss``): topology of thin tubes, binary heads."""
 
@@ -253,7 +295,7 @@ def build_loss(
 ) -> WeightedLoss:
     """Build ``"a+b"`` as ``w_a * a + w_b * b`` (weights default to 1)."""
     opts = opts or LossOptions()
-    names = [n.strip() for n in spec.split("+") if n.strip()]
+    names = loss_terms(spec)
     if not names:
         raise ConfigError("[training] loss is empty; expected a name such as 'ce' or 'ce+focal'")
     if weights is not None and len(weights) != len(names):
@@ -261,7 +303,51 @@ def build_loss(
             f"[training] loss_weights has {len(weights)} values for {len(names)} loss terms ({spec!r})"
         )
     try:
-        terms = [LOSSES.get(n)(opts) for n in names]
+        terms = [LOSSES.get(n).factory(opts) for n in names]
     except KeyError as exc:
         raise ConfigError(f"[training] loss: {exc}") from None
     return WeightedLoss(names, list(weights) if weights is not None else [1.0] * len(terms), terms)
+
+
+@dataclass
+class LossFields:
+    """``[training]`` keys of tasks that train with registry losses on ``(logits, labels)`` (a mixin of
+    their ``NeuroTrainingArguments`` subclass, which names the kinds it takes: ``logits`` or ``dense``)."""
+
+    loss_kinds: ClassVar[tuple[str, ...]] = ("logits",)
+
+    loss: str = field(
+        default="ce",
+        metadata={
+            "help": "Loss name from the registry, or a sum such as `ce+focal`; `neurotrain list losses --task`."
+        },
+    )
+    loss_weights: list[float] | None = field(
+        default=None, metadata={"help": "Weights of the terms of a summed loss (default: all 1.0)."}
+    )
+    class_weights: list[float] | None = field(
+        default=None, metadata={"help": "Per-class weights for cross-entropy and focal losses."}
+    )
+    label_smoothing: float = field(
+        default=0.0,
+        metadata={
+            "help": "Label smoothing of the cross-entropy loss (the loss's own option; eval and test use it too).",
+            "min": 0.0,
+            "max": 1.0,
+        },
+    )
+    focal_gamma: float = field(
+        default=2.0, metadata={"help": "Focusing parameter of the focal loss.", "min": 0.0}
+    )
+
+    def __post_init__(self) -> None:
+        if getattr(self, "label_smoothing_factor", 0.0):
+            raise ConfigError(
+                "label_smoothing_factor is not used: set [training] label_smoothing (the loss's own option)"
+            )
+        super().__post_init__()  # type: ignore[misc]
+
+    def build_loss(self) -> WeightedLoss:
+        """The configured ``WeightedLoss``."""
+        opts = LossOptions(self.label_smoothing, self.class_weights, self.focal_gamma)
+        return build_loss(self.loss, self.loss_weights, opts)

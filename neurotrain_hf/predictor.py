@@ -1,8 +1,9 @@
 """Predictor: run a trained model folder on new inputs, the way the Tester evaluated it.
 
-``Predictor.from_pretrained(path)`` takes a run folder (its ``model/``) or a model folder: the model
-through the task's Auto class, the processor through ``AutoImageProcessor``, outputs through the
-task's ``Inference`` hook and turned into records by the task's ``predictions``.
+``Predictor.from_pretrained(path)`` takes a run folder (its ``model/``), a model folder or a Hub repo id.
+Everything task-specific is the task's (``tasks/base.py``): the model and processor classes, the saved
+settings, how an input is read and batched, the inference (a forward, or a loop: a sampler, generation)
+and how outputs become records. No input kind is assumed here.
 """
 
 from __future__ import annotations
@@ -14,9 +15,8 @@ from typing import Any
 
 import torch
 
-from .data.images import upright_size
 from .errors import NeuroTrainError
-from .tasks import get_task
+from .tasks import get_task, list_tasks
 from .tasks.base import TASK_KEY
 
 
@@ -35,43 +35,22 @@ def model_folder(path: str | Path) -> Path:
 
 
 def task_of(folder: Path) -> str:
-    """The task that trained a model folder (``neurotrain_task`` in config.json; else by architecture)."""
+    """The task that trained a model folder (``neurotrain_task`` in config.json; else the task claiming it)."""
     return task_of_config(json.loads((folder / "config.json").read_text(encoding="utf-8")), folder)
 
 
 def task_of_config(config: dict[str, Any], where: Any = "model") -> str:
-    """The task of a model config: ``neurotrain_task``, else told by its architecture."""
+    """The task of a model config: ``neurotrain_task``, else the one task whose ``claims`` accepts it."""
     if config.get(TASK_KEY):
         return config[TASK_KEY]
+    claimed = [name for name in list_tasks() if type(get_task(name).load()).claims(config)]
+    if len(claimed) == 1:
+        return claimed[0]
     architectures = config.get("architectures") or []
-    if any(a.endswith("ForImageClassification") for a in architectures):
-        return "classification"
-    if any(a.endswith("ForSemanticSegmentation") for a in architectures):
-        return "segmentation"
-    if any(a.endswith("ForObjectDetection") for a in architectures):
-        return "detection"
-    if config.get("text_config") and config.get("vision_config"):
-        return "clip"
-    raise NeuroTrainError(f"{where}: cannot tell the task of this model (architectures {architectures})")
-
-
-def check_inputs(paths: Sequence[str | Path]) -> None:
-    """Every file exists and decodes; else one line naming the first bad one."""
-    from .data.images import inspect_image
-    from .data.nifti import header_info, is_nifti
-
-    for path in paths:
-        if Path(path).is_dir() or is_nifti(path):  # a volume, or a case folder of channel volumes
-            if Path(path).is_file():
-                header_info([str(path)])
-            elif not Path(path).is_dir():
-                raise NeuroTrainError(f"{path}: file not found")
-            continue
-        if not Path(path).is_file():
-            raise NeuroTrainError(f"{path}: file not found")
-        error = inspect_image(str(path))["error"]
-        if error:
-            raise NeuroTrainError(f"{path}: cannot read this image ({error})")
+    raise NeuroTrainError(
+        f"{where}: cannot tell the task of this model (architectures {architectures}; "
+        f"{'claimed by ' + ', '.join(claimed) if claimed else 'no task claims it'})"
+    )
 
 
 def _first_line(exc: Exception) -> str:
@@ -79,80 +58,67 @@ def _first_line(exc: Exception) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def _to(value: Any, device: torch.device) -> Any:
+    return value.to(device) if torch.is_tensor(value) else value
+
+
 class Predictor:
-    """Predict images (PIL images, arrays or file paths) with a trained model and its processor."""
+    """Predict inputs (what the task reads: images, volumes, ...) with a trained model and its processor."""
 
     def __init__(self, model: Any, processor: Any, task: Any, batch_size: int = 64) -> None:
         self.model, self.processor, self.task = model.eval(), processor, task
         self.inference = task.inference(model.config)
+        self.settings = task.settings(model.config)
         self.batch_size = batch_size
 
     @classmethod
     def from_pretrained(cls, path: str | Path, **kwargs: Any) -> Predictor:
-        """From a model folder, or a run folder (uses its ``model/``)."""
-        from transformers import AutoImageProcessor
-
+        """From a model folder, a run folder (its ``model/``) or a Hub repo id."""
         folder = model_folder(path)
         task = get_task(task_of(folder)).load()
-        model = task.load_model(folder)
-        processor = AutoImageProcessor.from_pretrained(str(folder))
-        return cls(model, processor, task, **kwargs)
+        return cls(task.load_model(folder), task.load_processor(folder), task, **kwargs)
 
     @torch.no_grad()
-    def predict(self, images: Sequence[Any]) -> list[dict[str, Any]]:
-        """Predict a list of inputs in batches (images of different sizes in separate forward passes)."""
+    def predict(self, items: Sequence[Any], settings: Any = None) -> list[dict[str, Any]]:
+        """Predict a list of inputs in batches (inputs the task keys apart go through the model apart);
+        ``settings`` replaces the saved ones for this call (e.g. a demo's threshold)."""
+        settings = settings if settings is not None else self.settings
         device = next(self.model.parameters()).device
-        out: list[dict[str, Any]] = [{} for _ in images]
-        groups: dict[tuple, list[int]] = {}  # images of one size go through the processor and model together
-        for i, image in enumerate(images):
-            groups.setdefault(upright_size(image), []).append(i)
+        out: list[dict[str, Any]] = [{} for _ in items]
+        groups: dict[Any, list[int]] = {}
+        for i, item in enumerate(items):
+            groups.setdefault(self.task.batch_key(item), []).append(i)
         for members in groups.values():
             for start in range(0, len(members), self.batch_size):
                 chunk = members[start : start + self.batch_size]
-                inputs = self.processor([images[i] for i in chunk], return_tensors="pt")
-                inputs = {k: v.to(device) for k, v in inputs.items()}
-                for i, record in zip(
-                    chunk, self.task.predictions(self.inference(self.model, inputs), self.model)
-                ):
+                inputs = self.task.preprocess(self.processor, [items[i] for i in chunk], settings)
+                inputs = {k: _to(v, device) for k, v in inputs.items()}
+                outputs = self.inference(self.model, inputs)
+                for i, record in zip(chunk, self.task.predictions(outputs, self.model, inputs, settings)):
                     out[i] = record
         return out
 
-    @torch.no_grad()
-    def predict_volume(self, path: str | Path | Sequence[str]) -> dict[str, Any]:
-        """One volume (NIfTI file, channel files or case folder): the record's ``mask`` is on the input
-        file's own voxel grid, with its ``affine`` and ``header`` for writing it back as NIfTI."""
-        device = next(self.model.parameters()).device
-        item = self.processor.load(path)
-        inputs = {k: v[None].to(device) for k, v in item.items() if torch.is_tensor(v)}
-        record = self.task.predictions(self.inference(self.model, inputs), self.model)[0]
-        record.update(
-            affine=item["dst_affine"].numpy(),
-            header=item["header"],
-            spacing=item["spacing"].tolist(),
-            image=self.processor.files(path),
-        )
-        return record
-
     def predict_files(self, paths: Sequence[str | Path]) -> list[dict[str, Any]]:
-        """Predict image files; an image the model cannot take is named in a one-line error."""
-        from .data.volume_processor import NeuroVolumeProcessor
-
-        if isinstance(self.processor, NeuroVolumeProcessor):
-            return [self.predict_volume(p) for p in paths]
+        """Predict ``neurotrain predict`` arguments (files, folders); a bad one is one line naming it."""
+        items = [self.task.read_input(p) for p in paths]
         try:
-            return self.predict([str(p) for p in paths])
+            return self.predict(items)
+        except NeuroTrainError:
+            raise  # already one line naming the input
         except (RuntimeError, ValueError) as exc:
-            for path in paths:
+            for path, item in zip(paths, items):
                 try:
-                    self.predict([str(path)])
+                    self.predict([item])
+                except NeuroTrainError:
+                    raise
                 except (RuntimeError, ValueError) as single:
                     raise NeuroTrainError(
-                        f"{path}: the model cannot take this image ({_first_line(single)})"
+                        f"{path}: the model cannot take this input ({_first_line(single)})"
                     ) from None
             raise NeuroTrainError(
-                f"the model cannot take these images together ({_first_line(exc)})"
+                f"the model cannot take these inputs together ({_first_line(exc)})"
             ) from None
 
-    def __call__(self, image: Any) -> dict[str, Any]:
+    def __call__(self, item: Any) -> dict[str, Any]:
         """Predict one input."""
-        return self.predict([image])[0]
+        return self.predict([item])[0]

@@ -40,6 +40,10 @@ class Registry(Generic[T]):
 
         return decorator
 
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (e.g. a task or loss a test registered for itself); unknown names are ignored."""
+        self._entries.pop(name, None)
+
     def register_prefix(self, prefix: str) -> Callable[[Callable[[str], T]], Callable[[str], T]]:
         """Decorator for a resolver handling every name ``<prefix>/<rest>`` (e.g. ``timm/resnet18``)."""
 

@@ -114,7 +114,7 @@ def build(config: ExperimentConfig, callbacks: list | None = None) -> tuple[Any,
     if config.peft.method != "none":
         if not getattr(model, "name_or_path", ""):
             save_base(model, task, data, config.run_dir / BASE_DIR)
-        model = apply_peft(model, config.peft)
+        model = apply_peft(model, config.peft, task.lora_targets(model))
     return task, data, task.build_trainer(config, model, data, callbacks)
 
 

@@ -1,8 +1,9 @@
 """Tester: evaluate a trained model on a split through the trainer's own ``predict``.
 
 Same loss definition, mixed precision and process layout as evaluation during training; the metrics
-are streamed per rank and reduced once, and per-sample rows (the task's fields) go to a CSV on disk.
-Writes ``<split>_metrics.json`` and ``<split>_per_sample.csv`` into the run folder.
+are streamed per rank and reduced once. The split, the output folder and the split's rows are passed
+explicitly (``TestOutputs``) to the task's output hooks, which write ``<split>_per_sample.csv`` and
+whatever else the task keeps (pictures, result files); the Tester writes ``<split>_metrics.json``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from .config.experiment import ExperimentConfig
 from .errors import NeuroTrainError
 from .tasks import get_task
 from .trainer.checkpointing import last_good_checkpoint, write_json_atomic
+from .trainer.evaluation import TestOutputs
 
 _TIMING = ("_runtime", "_per_second", "_model_preparation_time")
 
@@ -49,16 +51,16 @@ class Tester:
         self.config = config
         self.trainer = trainer
         self.data = data
+        self.task = get_task(config.basic.task).load()
         self.artifacts: dict[str, Any] = {}
 
     def _build(self) -> None:
-        task = get_task(self.config.basic.task).load()
         if self.data is None:
-            self.data = task.prepare_data(self.config)
+            self.data = self.task.prepare_data(self.config)
         if self.trainer is None:
             folder = resolve_checkpoint(self.config.run_dir, self.config.testing.checkpoint)
-            model = task.load_model(folder)
-            self.trainer = task.build_trainer(self.config, model, self.data)
+            model = self.task.load_model(folder)
+            self.trainer = self.task.build_trainer(self.config, model, self.data)
 
     def run(self, split: str | None = None, out_dir: str | Path | None = None) -> dict[str, Any]:
         split = split or self.config.testing.split
@@ -68,9 +70,17 @@ class Tester:
         if len(self.data.splits[split]) == 0:
             raise NeuroTrainError(f"[testing] split {split!r} is empty")
         out_dir = Path(out_dir or self.config.run_dir)
-        csv_path = out_dir / f"{split}_per_sample.csv" if self.config.testing.per_sample else None
-        with self.trainer.writing_samples(csv_path):
-            output = self.trainer.predict(self.data.splits[split], metric_key_prefix=split)
+        dataset = self.data.splits[split]
+        out = TestOutputs(
+            split,
+            out_dir,
+            dataset.with_format(None),
+            self.config,
+            self.data.info,
+            per_sample=self.config.testing.per_sample,
+        )
+        with self.trainer.writing_samples(self.task, out):
+            output = self.trainer.predict(dataset, metric_key_prefix=split)
         prefix = f"{split}_"
         result: dict[str, Any] = {"split": split}
         result.update(

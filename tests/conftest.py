@@ -102,3 +102,40 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# Tiny trained runs (a few steps) and sample inputs, shared by every test module that needs a model folder.
+import pytest  # noqa: E402
+
+
+def _tiny_run(task: str, tmp_path_factory) -> Path:
+    from .helpers.tiny_runs import config, train
+
+    return train(config(task, tmp_path_factory.mktemp(f"tiny_{task}")))
+
+
+@pytest.fixture(scope="session")
+def classification_run(tmp_path_factory) -> Path:
+    return _tiny_run("classification", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def segmentation_run(tmp_path_factory) -> Path:
+    return _tiny_run("segmentation", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def clip_run(tmp_path_factory) -> Path:
+    return _tiny_run("clip", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def detection_run(tmp_path_factory) -> Path:
+    return _tiny_run("detection", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def sample_images(tmp_path_factory) -> dict[str, Path]:
+    from .helpers.tiny_runs import sample_images
+
+    return sample_images(tmp_path_factory.mktemp("sample_images"))

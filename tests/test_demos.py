@@ -21,7 +21,7 @@ import pytest
 import torch
 from PIL import Image
 
-from .conftest import free_port, tiny_config_dict
+from .conftest import free_port
 
 pytest.importorskip("gradio", reason="the demos need gradio (pip install neurotrain-hf[demo])")
 
@@ -29,71 +29,19 @@ from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
 
-def _train(data: dict) -> Path:
-    from neurotrain_hf.config import build_config
-    from neurotrain_hf.runner import run
-
-    data["testing"] = {"run_after_training": False}
-    data["training"].update(
-        {"eval_strategy": "no", "save_strategy": "no", "report_to": "none", "disable_tqdm": True}
-    )
-    run(build_config(data))
-    basic = data["basic"]
-    return Path(basic["output_dir"]) / basic["task"] / basic["run_id"]
+@pytest.fixture(scope="module")
+def runs(classification_run, segmentation_run, clip_run) -> dict[str, Path]:
+    """The shared tiny runs (tests/helpers/tiny_runs.py); the segmentation one is copied: a test here
+    edits its saved threshold."""
+    copy = segmentation_run.parent / "seg_demo"
+    shutil.copytree(segmentation_run, copy, dirs_exist_ok=True)
+    return {"classification": classification_run, "segmentation": copy, "clip": clip_run}
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("demo_runs")
-    out = str(root / "runs")
-    cls = tiny_config_dict(root, training={"num_train_epochs": 1})
-    cls["dataset"]["max_samples"] = 128
-    seg = {
-        "basic": {"task": "segmentation", "run_id": "s", "seed": 0, "output_dir": out},
-        "model": {"name": "unet", "kwargs": {"depth": 2, "base_channels": 8}},
-        "dataset": {"name": "synthetic_retina", "max_samples": 8},
-        "training": {"max_steps": 3, "batch_size": 4},
-    }
-    clip = {
-        "basic": {"task": "clip", "run_id": "c", "seed": 0, "output_dir": out},
-        "model": {"name": "clip_tiny"},
-        "dataset": {"name": "synthetic_shapes", "max_samples": 64},
-        "training": {"max_steps": 3, "batch_size": 16, "zero_shot_templates": ["a {}", "a picture of a {}"]},
-    }
-    return {"classification": _train(cls), "segmentation": _train(seg), "clip": _train(clip)}
-
-
-@pytest.fixture(scope="module")
-def images(tmp_path_factory) -> dict[str, Path]:
-    """Example inputs: a retina (RGB), digits (grey 8-bit and 16-bit), shapes, bad files."""
-    from sklearn.datasets import load_digits
-
-    from neurotrain_hf.tasks.clip.synthetic import combinations, render
-    from neurotrain_hf.tasks.segmentation.synthetic import synthetic_retina
-
-    folder = tmp_path_factory.mktemp("demo_images")
-    files = {}
-    files["retina"] = folder / "retina.png"
-    Image.fromarray(synthetic_retina(3, 64)[0]).save(files["retina"])
-    digit = load_digits().images[5]
-    files["digit"] = folder / "digit.png"
-    Image.fromarray((digit * 255 / 16).astype(np.uint8)).save(files["digit"])
-    files["digit16"] = folder / "digit16.png"
-    Image.fromarray((digit * 65535 / 16).astype(np.uint16)).save(files["digit16"])
-    assert Image.open(files["digit16"]).mode == "I;16"
-    rng = np.random.default_rng(0)
-    for i, combo in enumerate(combinations()[::9][:5]):
-        files[f"shape{i}"] = folder / f"shape{i}.png"
-        Image.fromarray(render(combo, 32, rng)).save(files[f"shape{i}"])
-    files["corrupt"] = folder / "corrupt.png"
-    files["corrupt"].write_bytes(Image.open(files["retina"]).tobytes()[:500])  # pixels, no header
-    files["truncated"] = folder / "truncated.png"
-    files["truncated"].write_bytes(files["retina"].read_bytes()[:300])
-    files["huge"] = folder / "huge.png"  # 5000 px wide, a few hundred bytes
-    Image.new("L", (5000, 2)).save(files["huge"])
-    files["icon"] = folder / "icon.ico"
-    Image.new("RGB", (16, 16), (200, 10, 10)).save(files["icon"])
-    return files
+def images(sample_images) -> dict[str, Path]:
+    assert Image.open(sample_images["digit16"]).mode == "I;16"
+    return sample_images
 
 
 @contextlib.contextmanager
@@ -108,14 +56,14 @@ def serve(demo):
 
 @pytest.fixture(scope="module")
 def segmentation_app(runs, images):
-    from neurotrain_hf.demos.segmentation import build_demo
+    from neurotrain_hf.demos import build_demo  # the model folder's task builds its demo
     from neurotrain_hf.predictor import Predictor
 
     model = runs["segmentation"] / "model"
     # a saved threshold at the median probability: a mask with both values, and the slider's default
     probability = Predictor.from_pretrained(model)(str(images["retina"]))["probability"]
     config = json.loads((model / "config.json").read_text())
-    config["neurotrain_postprocess"]["threshold"] = float(np.median(probability))
+    config["neurotrain_inference"]["threshold"] = float(np.median(probability))
     (model / "config.json").write_text(json.dumps(config))
     with serve(build_demo(str(runs["segmentation"]), examples=[images["retina"]])) as app:
         yield app
@@ -133,8 +81,6 @@ def test_resolve_model_reads_the_environment(runs, monkeypatch):
 
     monkeypatch.setenv(MODEL_ENV, str(runs["clip"]))
     assert resolve_model() == runs["clip"] / "model"
-    with pytest.raises(NeuroTrainError, match="a clip model, this demo needs a segmentation model"):
-        resolve_model(None, task="segmentation")
     monkeypatch.delenv(MODEL_ENV)
     with pytest.raises(NeuroTrainError, match=MODEL_ENV):
         resolve_model()
@@ -156,7 +102,7 @@ def test_segmentation_mask_round_trip_is_exact(runs, images, segmentation_app):
     assert overlay.shape == (*mask.shape, 3)
 
     # a threshold and post-processing chosen in the UI: as computed directly
-    cfg = PostProcessConfig(threshold=0.3, opening=1, fill_holes=True, min_size=5)
+    cfg = PostProcessConfig(opening=1, fill_holes=True, min_size=5)
     mask_file, _ = client.predict(
         handle_file(str(images["retina"])), 0.3, 1, 0, True, 5, False, api_name="/predict"
     )
@@ -186,7 +132,7 @@ def test_segmentation_refuses_bad_files_and_keeps_answering(images, segmentation
 
 
 def test_classification_labels_equal_the_predictor(runs, images):
-    from neurotrain_hf.demos.classification import build_demo
+    from neurotrain_hf.demos import build_demo  # the model folder's task builds its demo
     from neurotrain_hf.predictor import Predictor
 
     predictor = Predictor.from_pretrained(runs["classification"])
@@ -209,7 +155,7 @@ def test_classification_labels_equal_the_predictor(runs, images):
 def test_clip_ranking_equals_cosine_similarity(runs, images):
     from transformers import CLIPModel, CLIPProcessor
 
-    from neurotrain_hf.demos.clip import build_demo
+    from neurotrain_hf.demos import build_demo  # the model folder's task builds its demo
 
     folder = runs["clip"] / "model"
     model, processor = CLIPModel.from_pretrained(folder).eval(), CLIPProcessor.from_pretrained(folder)

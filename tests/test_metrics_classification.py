@@ -77,7 +77,7 @@ def test_empty_is_an_error():
 
 def test_streaming_metrics_selects_names_and_memory_is_bounded():
     logits, labels = random_case(3)
-    sm = StreamingMetrics(["accuracy", "f1"], num_labels=6, keep_scores=False)
+    sm = StreamingMetrics(["accuracy", "f1"], ["classification"], num_labels=6)
     for start in range(0, 300, 50):
         sm.update(logits[start : start + 50], labels[start : start + 50])
     out = sm.compute()

@@ -134,14 +134,17 @@ def test_segmentation_and_detection_families_stream_by_name():
     rng = np.random.default_rng(0)
     preds = [rng.integers(0, 3, (10, 10)) for _ in range(4)]
     refs = [rng.integers(0, 3, (10, 10)) for _ in range(4)]
-    sm = StreamingMetrics(["mean_dice", "mean_iou", "mean_nsd"], num_labels=3, tolerance=1.0)
-    sm.update(preds[:2], refs[:2])
-    sm.update(preds[2:], refs[2:])
+    sm = StreamingMetrics(
+        ["mean_dice", "mean_iou", "mean_nsd"], ["segmentation"], num_labels=3, nsd_tolerance=1.0
+    )
+    for part in (slice(0, 2), slice(2, 4)):
+        batch = {"labels": torch.as_tensor(np.stack(preds[part])), "probability": None}
+        sm.update(batch, {"labels": torch.as_tensor(np.stack(refs[part]))})
     out = sm.compute()
     assert out["mean_dice"] == pytest.approx(compute_dice(preds, refs, 3)["mean_dice"])
     assert out["mean_iou"] == pytest.approx(compute_iou(preds, refs, 3)["mean_iou"])
     assert out["mean_nsd"] == pytest.approx(compute_nsd(preds, refs, 3, tolerance=1.0)["mean_nsd"])
     p, r = random_detection_case(1, n_img=6)
-    det = StreamingMetrics(["map", "f1_50"])
+    det = StreamingMetrics(["map", "f1_50"], ["detection"])
     det.update(p, r)
     assert set(det.compute()) == {"map", "f1_50"}

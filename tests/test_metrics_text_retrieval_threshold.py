@@ -119,7 +119,9 @@ def test_threshold_family_in_classification_metrics():
     rng = np.random.default_rng(1)
     logits = rng.normal(size=(100, 2))
     labels = (logits[:, 1] - logits[:, 0] + rng.normal(size=100) > 0).astype(int)
-    sm = StreamingMetrics(["accuracy", "best_f1", "best_f1_threshold"], num_labels=2, keep_scores=False)
+    sm = StreamingMetrics(
+        ["accuracy", "best_f1", "best_f1_threshold"], ["classification", "threshold"], num_labels=2
+    )
     sm.update(logits, labels)
     out = sm.compute()
     assert set(out) == {"accuracy", "best_f1", "best_f1_threshold"} and out["best_f1"] >= 0.5

@@ -24,7 +24,13 @@ from .conftest import TINY_VIT
     ],
 )
 def test_get_model_builds_offline_and_outputs_logits(name, kwargs, channels, size):
-    model = get_model(name, ModelConfig(name=name, kwargs=kwargs), num_labels=7, in_channels=channels)
+    model = get_model(
+        name,
+        ModelConfig(name=name, kwargs=kwargs),
+        num_labels=7,
+        in_channels=channels,
+        auto_class="AutoModelForImageClassification",  # the classification task's (hf/ models use it)
+    )
     out = logits_of(model(torch.randn(2, channels, size, size)))
     assert out.shape == (2, 7)
 
@@ -58,5 +64,7 @@ def test_trust_remote_code_is_off_unless_asked(monkeypatch):
         return torch.nn.Linear(1, 1)
 
     monkeypatch.setattr(AutoModelForImageClassification, "from_config", fake)
-    get_model("hf/vit", {"kwargs": {"hidden_size": 8}}, num_labels=2)
+    get_model(
+        "hf/vit", {"kwargs": {"hidden_size": 8}}, num_labels=2, auto_class="AutoModelForImageClassification"
+    )
     assert seen["trust"] is False

@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 
 from neurotrain_hf.config import build_config
@@ -11,6 +12,15 @@ from neurotrain_hf.trainer.run_folder import read_history
 
 from .conftest import tiny_config_dict
 from .helpers.toy_task import register
+
+
+@pytest.fixture(autouse=True)
+def _unregister_toy_task():
+    """The toy task exists only during these tests (other tests list the installed tasks)."""
+    yield
+    from neurotrain_hf.tasks import TASKS
+
+    TASKS.unregister("toy_reconstruction")
 
 
 def toy_config(tmp_path, run_id="toy", **training):
@@ -135,3 +145,46 @@ def test_items_counted_for_the_loss(tmp_path):
     assert toy.count_items({"pixel_values": torch.zeros(4, 1, 8, 8)}) is None
     _, _, classifier = build(build_config(tiny_config_dict(tmp_path, basic={"run_id": "c"})))
     assert classifier.count_items({"labels": torch.zeros(5, dtype=torch.long)}) == 5
+
+
+def test_no_shared_module_names_a_task_or_an_architecture():
+    """Task knowledge lives in task folders: outside ``tasks/`` and ``metrics/`` no module quotes a task's
+    name, maps architectures to tasks, or imports a task's folder (tasks are found through entry points)."""
+    import re
+    from pathlib import Path
+
+    from neurotrain_hf.tasks import list_tasks
+
+    package = Path(__file__).resolve().parents[1] / "neurotrain_hf"
+    names = "|".join(re.escape(t) for t in list_tasks())
+    patterns = [
+        re.compile(rf"[\"']({names})[\"']"),  # if task == "segmentation", {"clip": ...}
+        re.compile(
+            r"For(ImageClassification|SemanticSegmentation|ObjectDetection)\b"
+        ),  # architecture -> task
+        re.compile(rf"tasks[./]({names})\b"),  # importing a task's modules
+    ]
+    shared = [p for p in package.rglob("*.py") if p.relative_to(package).parts[0] not in ("tasks", "metrics")]
+    assert len(shared) > 30
+    found = [
+        f"{path.relative_to(package)}:{n}: {line.strip()}"
+        for path in shared
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if any(p.search(line) for p in patterns)
+    ]
+    assert not found, "\n".join(found)
+    planted = 'if config.basic.task == "detection":'  # what the check exists to catch
+    assert patterns[0].search(planted)
+
+
+def test_architecture_doc_names_every_hook_and_only_hooks_that_exist():
+    import re
+    from pathlib import Path
+
+    from neurotrain_hf.tasks.base import Task
+
+    hooks = {n for n in vars(Task) if not n.startswith("_")}
+    text = (Path(__file__).resolve().parents[1] / "docs" / "architecture.md").read_text(encoding="utf-8")
+    table = text.split("## The task contract")[1].split("\n\n")[1]  # the hooks table
+    named = {n for row in table.splitlines()[2:] for n in re.findall(r"`(\w+)`", row.split("|")[1])}
+    assert named == hooks, (sorted(hooks - named), sorted(named - hooks))

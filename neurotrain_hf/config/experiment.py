@@ -1,14 +1,18 @@
 """The experiment config: TOML/YAML/JSON sections -> dataclasses through ``HfArgumentParser``.
 
 ``load_config(path, overrides)`` validates every key (unknown names get a "did you mean"), type and
-bound, then builds each section with ``HfArgumentParser.parse_dict``; ``[training]`` becomes the task's
-``TrainingArguments`` subclass with ``output_dir`` set to the run folder.
+bound, then builds each section with ``HfArgumentParser.parse_dict``. ``[dataset]``, ``[augmentation]``
+and ``[training]`` are the chosen task's classes (its ``TaskSpec`` names them): a key the task does not
+read is refused in one line naming the task and the nearest valid key. ``[training]`` becomes the
+task's ``TrainingArguments`` subclass with ``output_dir`` set to the run folder; its metric and loss
+names are checked against the task's metric families and loss kinds.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +23,7 @@ from ..registry import did_you_mean
 from .io import read_config_file
 from .sections import (
     SECTIONS,
+    TASK_SECTIONS,
     AugmentationConfig,
     BasicConfig,
     DatasetConfig,
@@ -28,6 +33,8 @@ from .sections import (
     TestingConfig,
 )
 from .validation import check_section, field_types, parse_override_value
+
+logger = logging.getLogger(__name__)
 
 SECTION_ORDER = ("basic", "model", "dataset", "training", "testing", "augmentation", "peft", "hub")
 RESERVED_SECTIONS: tuple[str, ...] = ()  # sections read by later tasks, kept verbatim until they exist
@@ -42,10 +49,10 @@ class ExperimentConfig:
 
     basic: BasicConfig
     model: ModelConfig
-    dataset: DatasetConfig
+    dataset: DatasetConfig  # the task's subclass
     training: Any  # the task's TrainingArguments subclass
     testing: TestingConfig
-    augmentation: AugmentationConfig
+    augmentation: AugmentationConfig  # the task's subclass
     peft: PeftConfig = field(default_factory=PeftConfig)
     hub: HubConfig = field(default_factory=HubConfig)
     extra: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -105,10 +112,10 @@ def parse_overrides(argv: list[str] | None) -> dict[str, dict[str, str]]:
 
 
 def _section_class(section: str, task: str) -> type:
-    if section == "training":
+    if section in TASK_SECTIONS:
         from ..tasks import get_task
 
-        return get_task(task).config_class()
+        return get_task(task).section_class(section)
     return SECTIONS[section]
 
 
@@ -117,10 +124,53 @@ def _build(cls: type, section: str, values: dict[str, Any], source: str) -> Any:
 
     try:
         (obj,) = NeuroArgumentParser(cls).parse_dict(values)
+    except NeuroTrainError as exc:  # a section's own check (__post_init__): name the file
+        message = str(exc)
+        raise ConfigError(message if message.startswith(source) else f"{source}: {message}") from None
     except (ValueError, TypeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"{source}: [{section}] {first}") from None
     return obj
+
+
+def move_keys(data: dict[str, dict[str, Any]], training_cls: type, source: str) -> None:
+    """Keys a task moved out of ``[training]`` (``moved_keys``) are read into their new section, in place;
+    one note per key, and an error when both places set it."""
+    for key, home in getattr(training_cls, "moved_keys", {}).items():
+        if key not in data.get("training", {}):
+            continue
+        if key in data.get(home, {}):
+            raise ConfigError(
+                f"{source}: [training] {key} and [{home}] {key} are both set; keep [{home}] {key}"
+            )
+        data.setdefault(home, {})[key] = data["training"].pop(key)
+        logger.warning("%s: [training] %s is read as [%s] %s (its place now)", source, key, home, key)
+
+
+def check_task_names(training: Any, task: str, explicit: tuple[str, ...] = ()) -> None:
+    """Metric names and ``metric_for_best_model`` against the task's metric families, loss names against
+    the loss kinds it takes (both declared on its ``[training]`` class). A best metric the family declares
+    lower-is-better (a distance, an error) is minimised unless ``greater_is_better`` was set."""
+    families = getattr(training, "metric_families", ())
+    if families:
+        from ..metrics.registry import check_metrics, lower_is_better
+
+        best_key = training.metric_for_best_model or ""
+        if "greater_is_better" not in explicit and best_key and lower_is_better(best_key, families):
+            training.greater_is_better = False
+
+        uses_best = (
+            training.load_best_model_at_end
+            or training.early_stopping_patience is not None
+            or str(training.save_strategy) in ("best", "SaveStrategy.BEST")
+        )
+        best = training.metric_for_best_model if uses_best else None
+        check_metrics(list(training.metrics or []), best, families, task)
+    kinds = getattr(training, "loss_kinds", ())
+    if kinds:
+        from ..losses import check_loss
+
+        check_loss(training.loss, kinds, task)
 
 
 def build_config(
@@ -139,21 +189,34 @@ def build_config(
                 f"command line: unknown section --{section}.*{did_you_mean(section, SECTION_ORDER)}"
             )
 
-    task = str({**data.get("basic", {}), **raw_overrides.get("basic", {})}.get("task", BasicConfig.task))
+    task = str({**data.get("basic", {}), **raw_overrides.get("basic", {})}.get("task", "") or "")
+    try:
+        if task:
+            from ..tasks import get_task
+
+            move_keys(data, _section_class("training", task), source)
+            move_keys(raw_overrides, _section_class("training", task), "command line")
+            if not {**data.get("model", {}), **raw_overrides.get("model", {})}.get("name"):
+                data.setdefault("model", {})["name"] = get_task(task).default_model
+        else:
+            from ..tasks import list_tasks
+
+            raise ConfigError(f"[basic] task is required; one of {', '.join(list_tasks())}")
+    except NeuroTrainError as exc:
+        message = str(exc).removeprefix("[basic] task: ")
+        raise ConfigError(f"{source}: [basic] task: {message}") from None
     built: dict[str, Any] = {}
     explicit: tuple[str, ...] = ()
     for section in ("basic", *[s for s in SECTION_ORDER if s != "basic"]):
-        try:
-            cls = _section_class(section, task)
-        except NeuroTrainError as exc:
-            raise ConfigError(f"{source}: [basic] task: {exc}") from None
+        cls = _section_class(section, task)
+        owner = task if section in TASK_SECTIONS else None
         values = dict(data.get(section, {}))
         types_ = field_types(cls)
         for key, raw in raw_overrides.get(section, {}).items():
             if key not in types_:
-                raise ConfigError(
-                    f"command line: unknown key --{section}.{key}{did_you_mean(key, list(types_))}"
-                )
+                from .validation import unknown_key
+
+                raise unknown_key("command line", section, key, list(types_), owner)
             values[key] = parse_override_value(raw, types_[key])
         if section == "training":
             for key, home in MOVED_KEYS.items():
@@ -165,7 +228,7 @@ def build_config(
                         f"{source}: [training] {key}: secrets do not belong in experiment files (they are copied "
                         "into run folders); log in with `hf auth login` or set HF_TOKEN"
                     )
-            values = check_section(cls, section, values, source)
+            values = check_section(cls, section, values, source, owner)
             explicit = tuple(values)
             if values.get("batch_size") is not None:
                 values.setdefault("per_device_train_batch_size", values["batch_size"])
@@ -174,12 +237,17 @@ def build_config(
             values["seed"] = basic.seed
             values["output_dir"] = str(Path(basic.output_dir) / basic.task / basic.run_id)
         else:
-            values = check_section(cls, section, values, source)
+            values = check_section(cls, section, values, source, owner)
         if section == "peft" and "peft" in data and "method" not in values:
             values["method"] = "lora"  # writing the section asks for LoRA
         if section == "basic" and not values.get("run_id"):
             values["run_id"] = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         built[section] = _build(cls, section, values, source)
+        if section == "training":
+            try:
+                check_task_names(built[section], task, explicit)
+            except NeuroTrainError as exc:
+                raise ConfigError(f"{source}: {exc}") from None
     extra = {k: v for k, v in data.items() if k in RESERVED_SECTIONS}
     return ExperimentConfig(**built, extra=extra, source=source, training_keys=explicit)
 

@@ -1,6 +1,7 @@
-"""The experiment file's sections other than ``[training]``; each maps onto one dataclass.
+"""The experiment file's shared sections; each maps onto one dataclass.
 
-``[training]`` maps onto the task's ``TrainingArguments`` subclass (see ``neurotrain_hf.tasks``).
+``[dataset]``, ``[augmentation]`` and ``[training]`` map onto the chosen task's classes (its ``TaskSpec``
+names them): subclasses of ``DatasetConfig``, ``AugmentationConfig`` and ``NeuroTrainingArguments``.
 Field metadata: ``help`` (shown by ``--help`` and the docs), ``choices``, and ``min``/``max`` bounds
 checked when a file is loaded.
 """
@@ -15,7 +16,7 @@ class BasicConfig:
     """``[basic]``: what to run and where its run folder goes."""
 
     task: str = field(
-        default="classification", metadata={"help": "Task to run; `neurotrain list tasks` shows them."}
+        default="", metadata={"help": "Task to run (required); `neurotrain list tasks` shows them."}
     )
     run_id: str = field(
         default="",
@@ -32,10 +33,10 @@ class ModelConfig:
     """``[model]``: which network to build."""
 
     name: str = field(
-        default="simple_cnn",
+        default="",
         metadata={
-            "help": "Registered model name, or `timm/<name>`, `torchvision/<name>`, `hf/<model-id-or-path>`; "
-            "`neurotrain list models` shows the registered ones."
+            "help": "Registered model name, or a prefix such as `hf/<model-id-or-path>`; `neurotrain list models` "
+            "shows them; default: the task's own."
         },
     )
     pretrained: bool = field(
@@ -60,10 +61,11 @@ class ModelConfig:
 
 @dataclass
 class DatasetConfig:
-    """``[dataset]``: where samples come from and how splits are made."""
+    """``[dataset]``: where samples come from and how splits are made (what every task reads; each task's
+    own ``[dataset]`` class adds its keys, listed per task in docs/configuration.md)."""
 
     name: str = field(
-        default="digits", metadata={"help": "Registered dataset name; `neurotrain list datasets` shows them."}
+        default="", metadata={"help": "Registered dataset name; `neurotrain list datasets` shows them."}
     )
     root: str | None = field(
         default=None,
@@ -74,20 +76,6 @@ class DatasetConfig:
         metadata={"help": "Hub dataset id (or local dataset folder) for `datasets.load_dataset`."},
     )
     revision: str | None = field(default=None, metadata={"help": "Hub revision (branch, tag or commit)."})
-    image_column: str | None = field(
-        default=None, metadata={"help": "Image column name; default: the dataset's own (`image`, `img`)."}
-    )
-    label_column: str | None = field(
-        default=None,
-        metadata={"help": "Label column name; default: the dataset's own (`label`, `fine_label`)."},
-    )
-    caption_column: str | None = field(
-        default=None,
-        metadata={
-            "help": "Caption column of image-text data (a string or a list of strings per image); "
-            "default: `captions`, `caption`, `text` or `sentences`, whichever exists."
-        },
-    )
     valid_ratio: float = field(
         default=0.1,
         metadata={
@@ -108,33 +96,6 @@ class DatasetConfig:
         default=None, metadata={"help": "Keep at most this many samples per split (quick runs).", "min": 1}
     )
     cache_dir: str | None = field(default=None, metadata={"help": "`datasets` cache folder."})
-    sources: dict = field(
-        default_factory=dict,
-        metadata={
-            "help": '`name = "hybrid"`: the datasets to mix, as a table of tables in priority order, e.g. '
-            '{ drive = { root = "data/DRIVE", weight = 2 }, chase_db1 = { root = "data/CHASEDB1" } }; '
-            "each takes [dataset] keys (name defaults to the table key) and a sampling `weight`."
-        },
-    )
-    sampling: str = field(
-        default="weighted",
-        metadata={
-            "help": "Hybrid training mix: `weighted` (by each source's weight), `balanced` (equal shares) or "
-            "`priority` (all samples, listed order; a sample id already taken from an earlier source is skipped).",
-            "choices": ["weighted", "balanced", "priority"],
-        },
-    )
-    sampling_seed: int = field(
-        default=0, metadata={"help": "Seed of the hybrid mix and of each source's split.", "min": 0}
-    )
-    channels: int | None = field(
-        default=None,
-        metadata={
-            "help": "Channels every image is converted to (1 = grey, 3 = RGB); default: 3 when any image "
-            "of the dataset is in colour, else 1.",
-            "choices": [1, 3],
-        },
-    )
     skip_bad_samples: bool = field(
         default=False,
         metadata={
@@ -142,159 +103,12 @@ class DatasetConfig:
             "stopping with an error naming the first one."
         },
     )
-    split_file: str | None = field(
-        default=None,
-        metadata={
-            "help": 'Volumes: a MONAI-style split json ({"training": [{"image", "label"}], '
-            '"validation": [...]}, paths relative to root); default: the dataset\'s usual split.'
-        },
-    )
-    spacing: list[float] | None = field(
-        default=None,
-        metadata={
-            "help": "Volumes: target voxel spacing in mm (x, y, z); default: the fingerprint's median."
-        },
-    )
-    intensity: str = field(
-        default="auto",
-        metadata={
-            "help": "Volumes: normalisation. `ct` (clip to the foreground's 0.5-99.5 percentiles, z-score with "
-            "its mean/std: nnU-Net), `window` (intensity_window -> [0, 1], MONAI's tutorials), `zscore` (per "
-            "volume and channel over non-zero voxels: MR), `none`; `auto`: ct for CT, zscore otherwise.",
-            "choices": ["auto", "ct", "window", "zscore", "none"],
-        },
-    )
-    intensity_window: list[float] | None = field(
-        default=None, metadata={"help": 'Volumes, `intensity = "window"`: [low, high] (e.g. HU [-175, 250]).'}
-    )
-    crop_foreground: bool = field(
-        default=False,
-        metadata={
-            "help": "Volumes: train on the bounding box of the non-zero image voxels (skull-stripped MR)."
-        },
-    )
-    preprocessed_dir: str | None = field(
-        default=None,
-        metadata={
-            "help": "Volumes: cache of preprocessed volumes, reused across runs and keyed by the files and the "
-            "preprocessing settings; default: $NEUROTRAIN_CACHE/preprocessed (~/.cache/neurotrain); `off` disables."
-        },
-    )
 
 
 @dataclass
 class AugmentationConfig:
-    """``[augmentation]``: on-the-fly transforms; random ones apply to the train split only."""
-
-    resize: int | None = field(
-        default=None, metadata={"help": "Resize images to this square size.", "min": 1}
-    )
-    random_crop: int | None = field(
-        default=None,
-        metadata={"help": "Random crop size for training (center crop for evaluation).", "min": 1},
-    )
-    crop_padding: int = field(
-        default=0, metadata={"help": "Zero padding added before the random crop.", "min": 0}
-    )
-    horizontal_flip: float = field(
-        default=0.0, metadata={"help": "Probability of a horizontal flip.", "min": 0.0, "max": 1.0}
-    )
-    vertical_flip: float = field(
-        default=0.0, metadata={"help": "Probability of a vertical flip.", "min": 0.0, "max": 1.0}
-    )
-    rotation: float = field(
-        default=0.0,
-        metadata={"help": "Maximum rotation in degrees (uniform in [-r, r]).", "min": 0.0, "max": 180.0},
-    )
-    color_jitter: float = field(
-        default=0.0,
-        metadata={
-            "help": "Brightness/contrast/saturation jitter strength (0 disables).",
-            "min": 0.0,
-            "max": 1.0,
-        },
-    )
-    elastic: float = field(
-        default=0.0,
-        metadata={
-            "help": "Elastic deformation strength (alpha of v2.ElasticTransform; 0 disables).",
-            "min": 0.0,
-        },
-    )
-    gamma: float = field(
-        default=0.0,
-        metadata={
-            "help": "Random gamma in [1 - g, 1 + g] on the image only (0 disables).",
-            "min": 0.0,
-            "max": 0.9,
-        },
-    )
-    clahe: float = field(
-        default=0.0,
-        metadata={
-            "help": "Probability of CLAHE contrast enhancement (scikit-image equalize_adapthist) on the image.",
-            "min": 0.0,
-            "max": 1.0,
-        },
-    )
-    foreground_ratio: float = field(
-        default=0.0,
-        metadata={
-            "help": "Segmentation: probability that a `random_crop` patch is centred on a foreground pixel.",
-            "min": 0.0,
-            "max": 1.0,
-        },
-    )
-    patch_size: list[int] | None = field(
-        default=None,
-        metadata={
-            "help": "Volumes: training patch size (x, y, z; one value = a cube); also the sliding window."
-        },
-    )
-    samples_per_volume: int = field(
-        default=1,
-        metadata={
-            "help": "Volumes: patches drawn from each loaded volume per step (RandCropByPosNegLabeld).",
-            "min": 1,
-        },
-    )
-    axis_flip: float = field(
-        default=0.0,
-        metadata={
-            "help": "Volumes: probability of flipping along each spatial axis.",
-            "min": 0.0,
-            "max": 1.0,
-        },
-    )
-    rotate90: float = field(
-        default=0.0,
-        metadata={
-            "help": "Volumes: probability of a random 90-degree rotation in the x-y plane.",
-            "min": 0.0,
-            "max": 1.0,
-        },
-    )
-    intensity_shift: float = field(
-        default=0.0,
-        metadata={
-            "help": "Volumes: random intensity offset in [-v, v] (prob. 0.5, after normalisation).",
-            "min": 0.0,
-        },
-    )
-    intensity_scale: float = field(
-        default=0.0,
-        metadata={
-            "help": "Volumes: random intensity scale factor in [1 - v, 1 + v] (prob. 0.5).",
-            "min": 0.0,
-        },
-    )
-    normalize: bool = field(default=True, metadata={"help": "Normalize with `mean` and `std`."})
-    mean: list[float] | None = field(
-        default=None, metadata={"help": "Per-channel mean; default: the dataset's."}
-    )
-    std: list[float] | None = field(
-        default=None, metadata={"help": "Per-channel std; default: the dataset's."}
-    )
+    """``[augmentation]``: on-the-fly transforms of the training split (random ones) and the deterministic
+    preprocessing saved with the model; every key belongs to a task (docs/configuration.md, per task)."""
 
 
 @dataclass
@@ -335,8 +149,8 @@ class PeftConfig:
     target_modules: list[str] | None = field(
         default=None,
         metadata={
-            "help": "Module names (suffixes) that get LoRA; default: `q_proj`, `v_proj` for CLIP-like models, "
-            "else PEFT's `all-linear`."
+            "help": "Module names (suffixes) that get LoRA; default: the task's choice (the attention "
+            "`q_proj`, `v_proj` of image-text models; PEFT's `all-linear` otherwise)."
         },
     )
     modules_to_save: list[str] = field(
@@ -387,10 +201,9 @@ class HubConfig:
 SECTIONS: dict[str, type] = {
     "basic": BasicConfig,
     "model": ModelConfig,
-    "dataset": DatasetConfig,
-    "augmentation": AugmentationConfig,
     "testing": TestingConfig,
     "peft": PeftConfig,
     "hub": HubConfig,
 }
-"""Fixed sections; ``[training]`` is resolved per task."""
+"""Sections every task shares; ``[dataset]``, ``[augmentation]`` and ``[training]`` are the task's."""
+TASK_SECTIONS = ("dataset", "augmentation", "training")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import enum
 import functools
 import types
@@ -103,15 +104,42 @@ def coerce(value: Any, tp: Any) -> tuple[bool, Any]:
     return True, value
 
 
-def check_section(cls: type, section: str, values: dict[str, Any], source: str) -> dict[str, Any]:
-    """Validate one section's keys, types, choices and bounds; returns values with lossless conversions."""
+def nearest(name: str, options: list[str]) -> str | None:
+    """The option most like ``name`` (however distant), for messages that must name one."""
+    close = difflib.get_close_matches(name, options, n=1, cutoff=0.0)
+    return close[0] if close else None
+
+
+def unknown_key(source: str, section: str, key: str, options: list[str], task: str | None) -> ConfigError:
+    """One line for a key the section does not have; for a task's section it names the task, the nearest
+    valid key and which other tasks read the key."""
+    if task is None:
+        return ConfigError(f"{source}: unknown key [{section}] {key}{did_you_mean(key, options)}")
+    from ..tasks import get_task, list_tasks
+
+    readers = [
+        other
+        for other in list_tasks()
+        if other != task and key in field_types(get_task(other).section_class(section))
+    ]
+    where = f" (read by {', '.join(readers)})" if readers else ""
+    near = nearest(key, options)
+    hint = f"; nearest valid key: {near!r}" if near else ""
+    return ConfigError(f"{source}: [{section}] {key}: the {task} task does not read this key{where}{hint}")
+
+
+def check_section(
+    cls: type, section: str, values: dict[str, Any], source: str, task: str | None = None
+) -> dict[str, Any]:
+    """Validate one section's keys, types, choices and bounds; returns values with lossless conversions.
+
+    ``task``: the section is the task's own (``[dataset]``, ``[augmentation]``, ``[training]``)."""
     types_ = field_types(cls)
     checked: dict[str, Any] = {}
     for key, value in values.items():
         where = f"{source}: [{section}] {key}"
         if key not in types_:
-            hint = did_you_mean(key, list(types_))
-            raise ConfigError(f"{source}: unknown key [{section}] {key}{hint}")
+            raise unknown_key(source, section, key, list(types_), task)
         ok, converted = coerce(value, types_[key])
         if not ok:
             raise ConfigError(f"{where} = {value!r}: expected {describe(types_[key])}")

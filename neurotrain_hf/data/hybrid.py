@@ -11,24 +11,32 @@ splits are concatenated. Every row keeps its ``source`` (the table key) for per-
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 
 import datasets
 
+from ..config.fields import ChannelFields, ColumnFields, HybridFields
 from ..config.sections import DatasetConfig
 from ..errors import DataError
 from .registry import DATASETS, DatasetSource, register_dataset
 from .splits import SPLITS, add_missing_splits
 
-_KEYS = {f.name for f in dataclasses.fields(DatasetConfig)} - {"sources", "sampling", "sampling_seed"}
+HYBRID_KEYS = {f.name for f in dataclasses.fields(HybridFields)}
+
+
+@dataclass
+class HybridConfig(HybridFields, ChannelFields, ColumnFields, DatasetConfig):
+    """A ``[dataset]`` of image sources mixed outside an experiment (``HybridDataset``)."""
 
 
 def _source_config(cfg: DatasetConfig, alias: str, options: dict) -> tuple[DatasetConfig, float]:
     options = dict(options)
     weight = float(options.pop("weight", 1.0))
-    unknown = sorted(set(options) - _KEYS)
+    keys = {f.name for f in dataclasses.fields(cfg)} - HYBRID_KEYS
+    unknown = sorted(set(options) - keys)
     if unknown:
         raise DataError(
-            f"[dataset.sources.{alias}] unknown keys {unknown}; allowed: weight, {', '.join(sorted(_KEYS))}"
+            f"[dataset.sources.{alias}] unknown keys {unknown}; allowed: weight, {', '.join(sorted(keys))}"
         )
     if weight <= 0:
         raise DataError(f"[dataset.sources.{alias}] weight must be > 0 (got {weight})")
@@ -57,6 +65,10 @@ def _dedup(parts: list[datasets.Dataset]) -> datasets.Dataset:
 @register_dataset("hybrid")
 def hybrid(cfg: DatasetConfig) -> DatasetSource:
     """Several datasets mixed by weight, balanced, or in priority order (``[dataset] sources``)."""
+    if not isinstance(cfg, HybridFields):
+        raise DataError(
+            "[dataset] name = 'hybrid': this task does not mix datasets (its [dataset] has no sources)"
+        )
     if not cfg.sources:
         raise DataError(
             "[dataset] hybrid: list the datasets in [dataset] sources = { name = { root = ... } }"
@@ -101,7 +113,7 @@ class HybridDataset:
     def __init__(
         self, sources: dict[str, dict], sampling: str = "weighted", seed: int = 0, **options
     ) -> None:
-        self.config = DatasetConfig(
+        self.config = HybridConfig(
             name="hybrid", sources=sources, sampling=sampling, sampling_seed=seed, **options
         )
         self.splits = hybrid(self.config).splits

@@ -139,6 +139,16 @@ def upright_size(value: Any) -> tuple[int, ...]:
             image.close()
 
 
+def upright_hw(value: Any) -> tuple[int, int]:
+    """(height, width) an image will have once decoded: CHW tensors, HW(C) arrays, files and PIL images."""
+    size = upright_size(value)
+    if isinstance(value, torch.Tensor):
+        return int(size[-2]), int(size[-1])
+    if isinstance(value, (np.ndarray, list, tuple)):
+        return int(size[0]), int(size[1])
+    return int(size[1]), int(size[0])
+
+
 def decode_image(value: Any, channels: int) -> torch.Tensor:
     """Any supported image value -> CHW tensor (uint8, or float32 in [0, 1]) with ``channels`` channels."""
     if isinstance(value, torch.Tensor):

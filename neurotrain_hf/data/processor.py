@@ -19,6 +19,53 @@ from transformers.image_processing_utils import BaseImageProcessor
 from .images import decode_image, match_channels, to_float
 
 
+def read_model_config(path: Any, **kwargs: Any) -> dict[str, Any] | None:
+    """The ``config.json`` beside a processor (a folder or a Hub repo), or None when there is none."""
+    import json
+
+    from transformers.utils import cached_file
+
+    hub = {
+        k: kwargs[k]
+        for k in ("cache_dir", "revision", "token", "local_files_only", "subfolder")
+        if k in kwargs
+    }
+    try:
+        file = cached_file(
+            str(path),
+            "config.json",
+            _raise_exceptions_for_missing_entries=False,
+            _raise_exceptions_for_connection_errors=False,
+            **hub,
+        )
+    except OSError:
+        return None
+    if file is None:
+        return None
+    with open(file, encoding="utf-8") as f:
+        return json.load(f)
+
+
+class ModelConfigMixin:
+    """For processors whose ``post_process_*`` follows the settings saved with the model: loading one with
+    ``from_pretrained`` (``AutoImageProcessor``, ``transformers.pipeline``) also reads the model folder's
+    ``config.json`` into ``model_config``, which is never written into ``preprocessor_config.json`` (the
+    settings stay in one place)."""
+
+    model_config: dict[str, Any] | None = None
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: Any, *args: Any, **kwargs: Any):
+        processor = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)  # type: ignore[misc]
+        processor.model_config = read_model_config(pretrained_model_name_or_path, **kwargs)
+        return processor
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()  # type: ignore[misc]
+        out.pop("model_config", None)
+        return out
+
+
 class NeuroImageProcessor(BaseImageProcessor):
     """Decode (any mode, EXIF), convert to ``num_channels``, resize, center-crop, scale and normalise."""
 

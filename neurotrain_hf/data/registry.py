@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
 
 import datasets
 
@@ -14,15 +13,15 @@ from ..registry import Registry
 
 @dataclass
 class DatasetSource:
-    """What a builder returns: the raw splits (``train``/``valid``/``test``, any subset) and defaults."""
+    """What a builder returns: the raw splits (``train``/``valid``/``test``, any subset) and defaults.
+    Tasks subclass it for what only they need (a volume spec, detection categories)."""
 
     splits: datasets.DatasetDict
     mean: Sequence[float] | None = None
     std: Sequence[float] | None = None
     image_column: str = "image"
     label_column: str = "label"
-    volume: Any = None  # volumetric sources: a ``tasks.segmentation.volume_spec.VolumeSpec``
-    categories: list[str] | None = None  # detection sources: category names, index = training label
+    skipped: list[str] = field(default_factory=list)  # files skipped as unreadable (skip_bad_samples)
 
 
 DATASETS: Registry[Callable[[DatasetConfig], DatasetSource]] = Registry("dataset")

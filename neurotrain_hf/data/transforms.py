@@ -1,7 +1,8 @@
-"""The ``[augmentation]`` training transform: the model's processor plus random ``torchvision.transforms.v2`` ops.
+"""2D training transforms: the model's processor plus random ``torchvision.transforms.v2`` ops.
 
-One builder (``random_ops``) serves every task; geometric ops move ``tv_tensors`` masks and boxes with
-the image, photometric ones (colour jitter, gamma, CLAHE) touch only the image.
+``image_ops`` builds the ops of the shared ``[augmentation]`` key group ``config.fields.ImageOpsFields``
+(the image tasks' sections combine it); geometric ops move ``tv_tensors`` masks and boxes with the
+image, photometric ones (colour jitter, gamma, CLAHE) touch only the image.
 
 Deterministic steps (decode, channels, resize, center crop, normalise) are the saved
 ``NeuroImageProcessor``'s, so evaluation, testing and prediction share one implementation. Random
@@ -21,7 +22,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from ..config.sections import AugmentationConfig
+from ..config.fields import ImageOpsFields
 from .processor import NeuroImageProcessor
 
 NOT_IMAGES = (tv_tensors.Mask, tv_tensors.BoundingBoxes)
@@ -67,7 +68,7 @@ class RandomCLAHE(v2.Transform):
         return tv_tensors.wrap(out, like=inpt) if isinstance(inpt, tv_tensors.TVTensor) else out
 
 
-def random_ops(aug: AugmentationConfig, channels: int, crop: Any = None) -> v2.Compose | None:
+def image_ops(aug: ImageOpsFields, channels: int, crop: Any = None) -> v2.Compose | None:
     """The training-only v2 transforms from ``[augmentation]`` (None when there are none).
 
     ``crop`` replaces the default ``RandomCrop(random_crop, padding=crop_padding)`` (e.g. segmentation's
@@ -95,8 +96,9 @@ def random_ops(aug: AugmentationConfig, channels: int, crop: Any = None) -> v2.C
     return v2.Compose(ops) if ops else None
 
 
-def image_processor(aug: AugmentationConfig, channels: int, mean, std) -> NeuroImageProcessor:
-    """The deterministic preprocessing an ``[augmentation]`` section implies."""
+def image_processor(aug: Any, channels: int, mean, std) -> NeuroImageProcessor:
+    """The deterministic preprocessing an ``[augmentation]`` section (``ImageOpsFields`` + ``NormalizeFields``)
+    implies."""
     return NeuroImageProcessor(
         num_channels=channels,
         size=aug.resize,
@@ -112,14 +114,14 @@ class ImageTransform:
     """Batch transform for ``set_transform``: ``image``/``label`` columns -> ``pixel_values``/``labels``."""
 
     processor: NeuroImageProcessor
-    aug: AugmentationConfig
+    aug: ImageOpsFields
     train: bool = False
     image_column: str = "image"
     label_column: str = "label"
     _random: Any = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
-        self._random = random_ops(self.aug, self.processor.num_channels) if self.train else None
+        self._random = image_ops(self.aug, self.processor.num_channels) if self.train else None
 
     def images(self, images) -> torch.Tensor:
         """A batch of images -> (B, C, H, W) float32."""

@@ -36,10 +36,10 @@ def gradio() -> Any:
     return gr
 
 
-def resolve_model(model: str | os.PathLike | None = None, task: str | None = None) -> Path:
+def resolve_model(model: str | os.PathLike | None = None) -> Path:
     """The local model folder of ``model`` (default ``$NEUROTRAIN_MODEL``): a run or model folder, or a
-    Hub repo id downloaded with ``huggingface_hub``; with ``task``, a model of another task is refused."""
-    from ..predictor import model_folder, task_of
+    Hub repo id downloaded with ``huggingface_hub``."""
+    from ..predictor import model_folder
 
     model = model or os.environ.get(MODEL_ENV)
     if not model:
@@ -53,8 +53,6 @@ def resolve_model(model: str | os.PathLike | None = None, task: str | None = Non
         folder = model_folder(pull(str(model)))  # one-line errors, no token in them
     else:
         raise NeuroTrainError(f"{model}: no such folder, and not a Hub repo id")
-    if task is not None and (found := task_of(folder)) != task:
-        raise NeuroTrainError(f"{model}: a {found} model, this demo needs a {task} model")
     return folder
 
 

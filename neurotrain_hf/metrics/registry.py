@@ -1,58 +1,133 @@
-"""Metric registry: metric names chosen in the config, grouped into streaming accumulator families.
+"""Metric families: the one way every task composes its evaluation metrics.
 
-A family (e.g. ``classification``) is one accumulator computing several metrics from one state;
-``register_metric(name, family)`` makes a name selectable, ``build_metrics(names, ...)`` returns a
-``StreamingMetrics`` that feeds each family once per batch and keeps only the requested keys.
+A family is one streaming accumulator computing several metrics from one state (e.g. a confusion
+matrix gives accuracy, precision, recall, F1). ``register_family(name, metrics, reports)`` declares the
+names a config may select in ``[training] metrics`` (``metrics``) and the further keys the family
+reports that ``metric_for_best_model`` may name (``reports``, wildcards allowed, e.g. ``dice_*``). A
+task's ``[training]`` class lists its families (``metric_families``); ``neurotrain list metrics --task``,
+the config check and ``StreamingMetrics`` all read the same declarations.
+
+An accumulator has ``reset()``, ``update(predictions, references)``, ``compute(keys)`` and, unless its
+``STATE`` attributes merge by addition (``merge_state``), ``merge(other)``.
 """
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError
-from ..registry import Registry
-from .detection import SUMMARY_KEYS
-
-FAMILIES: Registry[Callable[..., Any]] = Registry("metric family")
-METRICS: Registry[str] = Registry("metric")
+from ..registry import Registry, did_you_mean
 
 
-def register_family(name: str):
-    return FAMILIES.register(name)
+@dataclass(frozen=True)
+class MetricFamily:
+    """A registered family: its builder and the names it serves."""
+
+    name: str
+    build: Callable[..., Any]  # build(names=[...], **options) -> accumulator
+    metrics: tuple[str, ...]  # selectable in [training] metrics (and by metric_for_best_model)
+    reports: tuple[str, ...] = ()  # other reported keys metric_for_best_model may name (wildcards)
+    lower_is_better: tuple[str, ...] = ()  # keys (wildcards) where smaller is better (distances, errors)
 
 
-def register_metric(name: str, family: str) -> None:
-    METRICS.register(name)(family)
+FAMILIES: Registry[MetricFamily] = Registry("metric family")
 
 
-def list_metrics(pattern: str = "*") -> list[str]:
-    return METRICS.list(pattern)
+def register_family(
+    name: str, metrics: Sequence[str], reports: Sequence[str] = (), lower_is_better: Sequence[str] = ()
+):
+    """Decorator registering ``build(names, **options)`` as the family ``name``."""
+
+    def decorator(build: Callable[..., Any]) -> Callable[..., Any]:
+        family = MetricFamily(name, build, tuple(metrics), tuple(reports), tuple(lower_is_better))
+        FAMILIES.register(name)(family)
+        return build
+
+    return decorator
 
 
-def get_metric(name: str) -> str:
-    """The family computing ``name``."""
-    return METRICS.get(name)
+def get_family(name: str) -> MetricFamily:
+    """A registered family; tasks register theirs when their ``[training]`` class is imported, so an
+    unknown name first loads every task's."""
+    if name not in FAMILIES:
+        from ..tasks import get_task, list_tasks
+
+        for task in list_tasks():
+            get_task(task).config_class()
+    return FAMILIES.get(name)
+
+
+def list_families(pattern: str = "*") -> list[str]:
+    return FAMILIES.list(pattern)
+
+
+def metric_names(families: Sequence[str]) -> list[str]:
+    """The selectable metric names of these families, in declaration order."""
+    return [name for family in families for name in get_family(family).metrics]
+
+
+def reported_names(families: Sequence[str]) -> list[str]:
+    """Every key these families can report: the selectable names and the ``reports`` patterns."""
+    return [*metric_names(families), *(p for f in families for p in get_family(f).reports)]
+
+
+def check_metrics(names: Sequence[str], best: str | None, families: Sequence[str], task: str) -> None:
+    """One line for a metric name the task does not compute, or a ``metric_for_best_model`` it does not
+    report; ``best`` may also be ``loss``."""
+    valid = metric_names(families)
+    for name in names:
+        if name not in valid:
+            raise ConfigError(
+                f"[training] metrics: {name!r} is not a {task} metric{did_you_mean(name, valid)}; "
+                f"valid: {', '.join(valid)}"
+            )
+    if best is None:
+        return
+    key = best.removeprefix("eval_")
+    if key == "loss":
+        return
+    chosen = [f for f in families if any(n in get_family(f).metrics for n in names)]
+    allowed = [*names, *(p for f in chosen for p in get_family(f).reports)]
+    if not any(fnmatch.fnmatchcase(key, pattern) for pattern in allowed):
+        raise ConfigError(
+            f"[training] metric_for_best_model = {best!r}: not reported by [training] metrics {list(names)}"
+            f"{did_you_mean(key, allowed)}; choose one of {', '.join(['loss', *allowed])}"
+        )
+
+
+def lower_is_better(key: str, families: Sequence[str]) -> bool:
+    """Whether smaller values of ``key`` are better (a distance or an error, as the family declares)."""
+    key = key.removeprefix("eval_")
+    return any(fnmatch.fnmatchcase(key, p) for f in families for p in get_family(f).lower_is_better)
 
 
 class StreamingMetrics:
-    """Per-batch update, one compute at the end; memory bounded by the families' state, not the data."""
+    """The requested metrics of a task's families: per-batch update, one compute at the end; memory is
+    bounded by the families' state, not the data."""
 
-    def __init__(self, names: Sequence[str], **options: Any) -> None:
+    def __init__(self, names: Sequence[str], families: Sequence[str], **options: Any) -> None:
         self.names = list(names)
         groups: dict[str, list[str]] = {}
         for name in self.names:
-            try:
-                groups.setdefault(get_metric(name), []).append(name)
-            except KeyError as exc:
-                raise ConfigError(f"[training] metrics: {exc}") from None
-        self.families = {fam: (FAMILIES.get(fam)(**options), keys) for fam, keys in groups.items()}
+            family = next((f for f in families if name in get_family(f).metrics), None)
+            if family is None:
+                valid = metric_names(families)
+                raise ConfigError(
+                    f"[training] metrics: unknown {name!r}{did_you_mean(name, valid)}; valid: {', '.join(valid)}"
+                )
+            groups.setdefault(family, []).append(name)
+        self.families = {
+            fam: (get_family(fam).build(names=keys, **options), keys) for fam, keys in groups.items()
+        }
 
     def reset(self) -> None:
         for acc, _ in self.families.values():
             acc.reset()
 
-    def update(self, predictions, references) -> None:
+    def update(self, predictions: Any, references: Any) -> None:
         for acc, _ in self.families.values():
             acc.update(predictions, references)
 
@@ -68,7 +143,11 @@ class StreamingMetrics:
     def merge(self, other: StreamingMetrics) -> None:
         """Add another (e.g. another process's) state of the same metrics into this one."""
         for name, (acc, _) in self.families.items():
-            merge_state(acc, other.families[name][0])
+            theirs = other.families[name][0]
+            if hasattr(acc, "merge"):
+                acc.merge(theirs)
+            else:
+                merge_state(acc, theirs)
 
 
 def merge_state(into: Any, other: Any) -> None:
@@ -83,93 +162,3 @@ def merge_state(into: Any, other: Any) -> None:
             setattr(into, key, {k: mine[k] + theirs[k] for k in mine})
         else:
             setattr(into, key, mine + theirs)
-
-
-def _classification_family(
-    num_labels: int, top_k=(1, 3, 5), average: str = "macro", keep_scores: bool = True
-):
-    from .classification import ClassificationAccumulator
-
-    return ClassificationAccumulator(num_labels, top_k=top_k, average=average, keep_scores=keep_scores)
-
-
-register_family("classification")(_classification_family)
-for _name in ("accuracy", "precision", "recall", "f1", "auc", "top1", "top3", "top5"):
-    register_metric(_name, "classification")
-
-
-def _threshold_family(thresholds=None, **_: object):
-    from .threshold import ThresholdSweep
-
-    return ThresholdSweep(thresholds)
-
-
-register_family("threshold")(_threshold_family)
-for _name in ("best_f1", "best_f1_threshold", "best_accuracy", "best_accuracy_threshold"):
-    register_metric(_name, "threshold")
-
-
-def _overlap_family(kind: str):
-    def build(
-        num_labels: int,
-        ignore_index=None,
-        include_background: bool = False,
-        overlap_average: str = "per_image",
-        **_: object,
-    ):
-        from .overlap import OverlapAccumulator
-
-        return OverlapAccumulator(kind, num_labels, ignore_index, include_background, overlap_average)
-
-    return build
-
-
-def _nsd_family(
-    num_labels: int,
-    tolerance=1.0,
-    spacing=1.0,
-    use_subvoxels: bool = False,
-    include_background: bool = False,
-    ignore_index=None,
-    **_: object,
-):
-    from .surface import SurfaceDiceAccumulator
-
-    return SurfaceDiceAccumulator(
-        num_labels, tolerance, spacing, use_subvoxels, include_background, ignore_index
-    )
-
-
-def _detection_family(
-    iou_type: str = "bbox",
-    box_format: str = "xyxy",
-    iou_thresholds=None,
-    max_detection_thresholds=(1, 10, 100),
-    score_threshold: float = 0.5,
-    **_: object,
-):
-    from .detection import DetectionAccumulator
-
-    return DetectionAccumulator(
-        iou_type, box_format, iou_thresholds, max_detection_thresholds, score_threshold=score_threshold
-    )
-
-
-def _retrieval_family(k_values=(1, 5, 10), **_: object):
-    from .retrieval import RetrievalAccumulator
-
-    return RetrievalAccumulator(k_values)
-
-
-register_family("dice")(_overlap_family("dice"))
-register_family("retrieval")(_retrieval_family)
-register_metric("clip_retrieval", "retrieval")
-register_metric("zero_shot_accuracy", "retrieval")
-register_family("iou")(_overlap_family("iou"))
-register_family("nsd")(_nsd_family)
-register_family("detection")(_detection_family)
-register_metric("mean_dice", "dice")
-register_metric("mean_iou", "iou")
-register_metric("mean_nsd", "nsd")
-for _name in (*SUMMARY_KEYS, "f1_50", "f1_75"):
-    register_metric(_name, "detection")

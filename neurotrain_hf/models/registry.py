@@ -20,15 +20,19 @@ from ..registry import Registry
 class ModelRequest:
     """What a builder must produce: head size, input channels, weights and the task's Auto class."""
 
-    num_labels: int
+    num_labels: int | None  # None: the task has no label set (image-to-image, generation)
     in_channels: int = 3
     pretrained: bool = False
-    auto_class: str = "AutoModelForImageClassification"
+    auto_class: str = "AutoModel"
     id2label: dict[int, str] = field(default_factory=dict)
     trust_remote_code: bool = False
+    name: str = ""  # the [model] name asked for (messages)
 
     def label_maps(self) -> dict[str, Any]:
-        """``id2label``/``label2id`` config kwargs (names default to the index)."""
+        """``id2label``/``label2id`` config kwargs (names default to the index), for models with a label
+        head; one line when the labels are unknown."""
+        if self.num_labels is None:
+            raise ConfigError(f"[model] {self.name}: num_labels is unknown; set [model] num_labels")
         id2label = {i: self.id2label.get(i, str(i)) for i in range(self.num_labels)}
         return {"id2label": id2label, "label2id": {v: k for k, v in id2label.items()}}
 
@@ -58,7 +62,7 @@ def get_model(
     num_labels: int | None = None,
     in_channels: int | None = None,
     label_names: list[str] | None = None,
-    auto_class: str = "AutoModelForImageClassification",
+    auto_class: str = "AutoModel",
 ) -> Any:
     """Build a model by name with the options of a ``[model]`` section (or a dict of them).
 
@@ -66,18 +70,21 @@ def get_model(
     dataset); ``auto_class`` is the task's transformers Auto class (used by ``hf/`` models).
     """
     options = asdict(config) if isinstance(config, ModelConfig) else dict(config or {})
-    name = name or options.get("name") or ModelConfig.name
+    name = name or options.get("name")
+    if not name:
+        raise ConfigError("[model] name is not set")
     kwargs = dict(options.get("kwargs") or {})
     labels = options.get("num_labels") or num_labels
-    if labels is None:
-        raise ConfigError(f"[model] {name}: num_labels is unknown; set [model] num_labels")
     request = ModelRequest(
-        num_labels=int(labels),
+        num_labels=int(labels) if labels is not None else None,
         in_channels=int(options.get("in_channels") or in_channels or 3),
         pretrained=bool(options.get("pretrained")),
         auto_class=auto_class,
-        id2label=dict(enumerate(label_names or [])) if label_names and len(label_names) == labels else {},
+        id2label=dict(enumerate(label_names))
+        if label_names and labels and len(label_names) == labels
+        else {},
         trust_remote_code=bool(options.get("trust_remote_code")),
+        name=name,
     )
     builder = MODELS.get(name)
     try:

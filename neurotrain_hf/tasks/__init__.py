@@ -1,28 +1,48 @@
-"""Task registry: each task is a folder ``tasks/<name>/`` whose ``__init__`` registers a ``TaskSpec``.
+"""Task discovery: every task, built in or from another package, is a ``TaskSpec`` found through the
+entry-point group ``neurotrain_hf.tasks`` (or registered in process with ``register_task``).
 
-Specs hold import strings, so reading a config does not import every task's dependencies; a task's
-``Task`` class (``tasks/base.py``) is imported when the task runs. Adding a task adds a folder and
-touches no other task: the folders are discovered here.
+A spec holds import strings, so reading a config imports only the chosen task's configuration classes
+and the task's ``Task`` class (``tasks/base.py``) is imported when the task runs. Built-in tasks declare
+their entry points in this package's ``pyproject.toml``, exactly as an external package does in its own:
+
+    [project.entry-points."neurotrain_hf.tasks"]
+    denoising = "my_package.task:SPEC"
+
+The public API for writing a task is importable from here (see ``docs/writing-a-task.md``).
 """
 
 from __future__ import annotations
 
 import importlib
-import pkgutil
+import logging
 from dataclasses import dataclass
-from typing import Any
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any
 
+from ..errors import RegistryError
 from ..registry import Registry
+
+if TYPE_CHECKING:  # the public names (``__getattr__``) load on first use: they import torch and transformers
+    from .base import Task
+
+logger = logging.getLogger(__name__)
+ENTRY_POINT_GROUP = "neurotrain_hf.tasks"
+SHARED_DATASET = "neurotrain_hf.config.sections:DatasetConfig"
+SHARED_AUGMENTATION = "neurotrain_hf.config.sections:AugmentationConfig"
 
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """Where a task's pieces live, as ``module:attribute`` strings."""
+    """Where a task's pieces live, as ``module:attribute`` strings (imported when needed)."""
 
     name: str
-    config: str
-    task: str
-    sources: str = ""
+    task: str  # the ``Task`` subclass: the hooks the runner, Tester, Predictor, CLI, Hub and demos call
+    training: str  # the ``[training]`` section: a ``NeuroTrainingArguments`` subclass
+    dataset: str = SHARED_DATASET  # the ``[dataset]`` section: a ``DatasetConfig`` subclass
+    augmentation: str = SHARED_AUGMENTATION  # the ``[augmentation]`` section
+    sources: str = ""  # module registering the task's datasets
+    models: str = ""  # module registering the task's models (model registry, transformers Auto classes)
+    default_model: str = ""  # ``[model] name`` when a config leaves it unset
     description: str = ""
 
     @staticmethod
@@ -30,11 +50,15 @@ class TaskSpec:
         module, _, attr = target.partition(":")
         return getattr(importlib.import_module(module), attr)
 
+    def section_class(self, section: str) -> type:
+        """The dataclass of ``[training]``, ``[dataset]`` or ``[augmentation]`` for this task."""
+        return self._load(getattr(self, section))
+
     def config_class(self) -> type:
         """The task's ``TrainingArguments`` subclass (the ``[training]`` section)."""
-        return self._load(self.config)
+        return self.section_class("training")
 
-    def load(self) -> Any:
+    def load(self) -> Task:
         """An instance of the task's ``Task`` class."""
         return self._load(self.task)()
 
@@ -43,12 +67,21 @@ class TaskSpec:
         if self.sources:
             importlib.import_module(self.sources)
 
+    def register_models(self) -> None:
+        """Import the module that registers the task's models and processors (registry, Auto classes)."""
+        if self.models:
+            importlib.import_module(self.models)
+
 
 TASKS: Registry[TaskSpec] = Registry("task")
+_broken: dict[
+    str, str
+] = {}  # entry points that failed to load: name -> why (said when the task is asked for)
 _discovered = False
 
 
 def register_task(spec: TaskSpec) -> TaskSpec:
+    """Register a spec in this process (entry points are the way for installed packages)."""
     return TASKS.register(spec.name)(spec)
 
 
@@ -57,13 +90,36 @@ def _discover() -> None:
     if _discovered:
         return
     _discovered = True
-    for info in pkgutil.iter_modules(__path__):
-        if info.ispkg:
-            importlib.import_module(f"{__name__}.{info.name}")
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            spec = point.load()
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the other tasks
+            _broken[point.name] = f"entry point {point.value!r} failed to load ({_first_line(exc)})"
+            logger.warning("task %r: %s", point.name, _broken[point.name])
+            continue
+        if not isinstance(spec, TaskSpec) or spec.name != point.name:
+            _broken[point.name] = f"entry point {point.value!r} is not a TaskSpec named {point.name!r}"
+            logger.warning("task %r: %s", point.name, _broken[point.name])
+            continue
+        if spec.name in TASKS and TASKS.get(spec.name) != spec:
+            _broken[point.name] = f"two packages declare a task named {point.name!r} ({point.value!r})"
+            continue
+        if spec.name not in TASKS:
+            register_task(spec)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def get_task(name: str) -> TaskSpec:
+    """The spec of a task by name; an unknown name is one line listing the known tasks."""
     _discover()
+    if name in _broken and name not in TASKS:
+        raise RegistryError(f"task {name!r}: {_broken[name]}")
+    if not name:
+        raise RegistryError(f"no task given; known: {', '.join(list_tasks())}")
     return TASKS.get(name)
 
 
@@ -76,3 +132,45 @@ def load_all_sources() -> None:
     """Register every task's datasets (for ``neurotrain list datasets``)."""
     for name in list_tasks():
         TASKS.get(name).load_sources()
+
+
+def register_all_models() -> None:
+    """Every task's model registrations (``import neurotrain_hf`` runs this, so the transformers Auto
+    classes and pipelines load our model folders)."""
+    for name in list_tasks():
+        TASKS.get(name).register_models()
+
+
+_PUBLIC = {
+    "Task": "neurotrain_hf.tasks.base",
+    "TaskData": "neurotrain_hf.tasks.base",
+    "SampleBatch": "neurotrain_hf.tasks.base",
+    "TestOutputs": "neurotrain_hf.tasks.base",
+    "NeuroTrainer": "neurotrain_hf.trainer.neuro_trainer",
+    "NeuroTrainingArguments": "neurotrain_hf.trainer.neuro_config",
+    "Inference": "neurotrain_hf.trainer.inference",
+    "register_dataset": "neurotrain_hf.data.registry",
+    "DatasetSource": "neurotrain_hf.data.registry",
+    "register_model": "neurotrain_hf.models.registry",
+    "ModelRequest": "neurotrain_hf.models.registry",
+    "register_loss": "neurotrain_hf.losses",
+    "register_family": "neurotrain_hf.metrics.registry",
+    "StreamingMetrics": "neurotrain_hf.metrics.registry",
+    "DatasetConfig": "neurotrain_hf.config.sections",
+    "AugmentationConfig": "neurotrain_hf.config.sections",
+    "ImageTask": "neurotrain_hf.tasks.image_task",
+    "loss_text": "neurotrain_hf.tasks.base",
+    "get_model": "neurotrain_hf.models.registry",
+    "register_auto_model": "neurotrain_hf.models.auto",
+    "register_processor": "neurotrain_hf.models.auto",
+    "add_missing_splits": "neurotrain_hf.data.splits",
+    "ConfigError": "neurotrain_hf.errors",
+    "DataError": "neurotrain_hf.errors",
+}
+__all__ = ["TaskSpec", "get_task", "list_tasks", "register_task", *_PUBLIC]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PUBLIC:
+        return getattr(importlib.import_module(_PUBLIC[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

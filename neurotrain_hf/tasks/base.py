@@ -1,23 +1,36 @@
-"""The task interface: what a task supplies to the generic runner, Tester and Predictor.
+"""The task contract: the hooks a task supplies, and who calls them.
 
-A task folder ``tasks/<name>/`` holds its config (a ``TrainingArguments`` subclass), its trainer (a
-``NeuroTrainer`` subclass), its data preparation and a ``Task`` subclass tying them together. The
-runner (``neurotrain_hf/runner.py``) calls, in order: ``prepare_data`` -> ``build_model`` ->
-``build_trainer`` -> train -> save (model + ``data.processor``) -> Tester (the trainer's ``predict``)
--> ``write_plots``. The Predictor calls ``load_model``, ``inference`` and ``predictions``.
+- Runner (``runner.py``): ``prepare_data`` -> ``build_model`` -> ``build_trainer`` -> train ->
+  ``finalize_model`` -> save (model + ``data.processor``) -> Tester -> ``write_plots``.
+- Tester (``tester.py``): the trainer's ``predict`` on a split; for each evaluated batch the task's
+  ``sample_records`` (CSV rows) and ``write_samples`` (pictures, per-rank result parts) receive a
+  ``SampleBatch`` and the ``TestOutputs`` (split, folder, the split's rows); ``finish_outputs`` runs
+  once on the main process when every rank is done. Trainers compute; tasks write files.
+- Predictor and ``neurotrain predict`` (``predictor.py``, ``cli.py``): ``load_model``,
+  ``load_processor``, ``settings``, ``inference`` (a forward, or a loop: a sampler, generation),
+  ``read_input``, ``batch_key``, ``preprocess``, ``predictions``, ``summary``, ``save_prediction``;
+  ``claims`` tells the task of a model folder without ``neurotrain_task``.
+- Hub push and model cards (``hub.py``, ``model_card.py``): ``run_files``, ``metric_protocol``,
+  ``load_snippet``, ``limitations``. LoRA (``adapters.py``): ``lora_targets``, ``probe_inputs``,
+  ``probe_outputs``. Demos (``demos/``): ``build_demo``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import datasets
 
+from ..errors import NeuroTrainError
+from ..trainer.evaluation import SampleBatch, TestOutputs
 from ..trainer.inference import Inference
 
-TASK_KEY = "neurotrain_task"  # written into a saved config.json: which task's Predictor serves the folder
+__all__ = ["SampleBatch", "Task", "TaskData", "TestOutputs", "loss_text"]
+
+TASK_KEY = "neurotrain_task"  # written into a saved config.json: which task serves the folder
 
 
 @dataclass
@@ -35,10 +48,12 @@ class Task:
     """Base class of a task's hooks; subclasses set the class attributes and override the hooks."""
 
     name: ClassVar[str] = ""
-    auto_model: ClassVar[str] = "AutoModelForImageClassification"
-    hub_task: ClassVar[str] = "image-classification"  # the Hub's pipeline tag / model-index task type
-    description: ClassVar[str] = "image model"
+    auto_model: ClassVar[str] = ""  # the transformers Auto class that loads its model folders
+    processor_class: ClassVar[str] = "AutoProcessor"  # the Auto class of the processor saved beside them
+    hub_task: ClassVar[str] = ""  # the Hub's pipeline tag / model-index task type
+    description: ClassVar[str] = ""
     medical: ClassVar[bool] = False  # cards then say: research use, not for clinical use
+    run_files: ClassVar[tuple[str, ...]] = ()  # run-folder files pushed with the record (besides the shared)
 
     # --- training ---------------------------------------------------------------------------------
     def prepare_data(self, config) -> TaskData:
@@ -46,57 +61,109 @@ class Task:
         raise NotImplementedError
 
     def build_model(self, config, data: TaskData) -> Any:
-        """A fresh (or pretrained) ``PreTrainedModel`` sized for the data (``data.info``: num_labels,
-        channels, label_names), through the model registry and the task's Auto class."""
-        from ..models import get_model
-
-        info = data.info
-        return get_model(
-            config.model.name,
-            config.model,
-            num_labels=info.num_labels,
-            in_channels=info.channels,
-            label_names=info.label_names,
-            auto_class=self.auto_model,
-        )
+        """A fresh (or pretrained) ``PreTrainedModel`` sized for the data, through the model registry."""
+        raise NotImplementedError
 
     def build_trainer(self, config, model: Any, data: TaskData, callbacks: list | None = None) -> Any:
         """The task's ``NeuroTrainer`` subclass on the prepared splits."""
         raise NotImplementedError
 
     def inference(self, model_config: Any = None) -> Inference:
-        """How outputs are produced and turned into metric inputs (shared by eval, Tester, Predictor)."""
+        """How outputs are produced (a forward, or a loop) and turned into metric inputs; shared by
+        evaluation, the Tester and the Predictor."""
         return Inference()
 
-    def finalize_model(self, model: Any, valid_artifacts: dict[str, Any]) -> None:
-        """Before saving: record what validation chose (e.g. a tuned threshold) in the model config."""
+    def settings(self, model_config: Any) -> Any:
+        """The task's inference/post-processing settings saved in a model config (None: it has none)."""
+        return None
 
-    # --- saved models and prediction ------------------------------------------------------------------
+    def finalize_model(self, model: Any, valid_artifacts: dict[str, Any]) -> None:
+        """Before saving: record what validation chose (e.g. a tuned threshold) in the model's settings."""
+
+    # --- saved models -------------------------------------------------------------------------------
+    @classmethod
+    def claims(cls, model_config: dict[str, Any]) -> bool:
+        """Whether a model config without ``neurotrain_task`` is this task's (e.g. by its architecture)."""
+        return False
+
     def load_model(self, folder: str | Path) -> Any:
         """A trained model folder through the task's transformers Auto class (no remote code)."""
         import transformers
 
+        if not self.auto_model:
+            raise NeuroTrainError(f"the {self.name} task names no auto_model: it must override load_model")
         return getattr(transformers, self.auto_model).from_pretrained(str(folder))
 
-    def predictions(self, outputs: Any, model: Any) -> list[dict[str, Any]]:
-        """Model outputs of a batch -> one record per input (the Predictor's return value)."""
-        raise NotImplementedError
+    def load_processor(self, folder: str | Path) -> Any:
+        """The processor saved beside the model (``processor_class``); None when the folder has none."""
+        import transformers
+
+        try:
+            return getattr(transformers, self.processor_class).from_pretrained(str(folder))
+        except (OSError, ValueError) as exc:
+            if any(Path(folder, n).is_file() for n in ("preprocessor_config.json", "processor_config.json")):
+                raise NeuroTrainError(f"{folder}: cannot load its processor ({_first_line(exc)})") from None
+            return None
+
+    def lora_targets(self, model: Any) -> list[str] | str:
+        """The modules ``[peft]`` adapts when ``target_modules`` is not set."""
+        return "all-linear"
 
     def probe_inputs(self, model: Any) -> dict[str, Any]:
-        """A fixed small batch the model takes (adapter merge checks outputs agree on it)."""
-        import torch
-
-        config = model.config
-        size = getattr(config, "image_size", None) or 32
-        channels = getattr(config, "num_channels", None) or getattr(config, "in_channels", None) or 3
-        generator = torch.Generator().manual_seed(0)
-        return {"pixel_values": torch.randn(2, channels, size, size, generator=generator)}
+        """A fixed small batch the model takes (an adapter merge checks outputs agree on it)."""
+        raise NeuroTrainError(f"the {self.name} task has no probe batch (probe_inputs) to check a merge on")
 
     def probe_outputs(self, model: Any, inputs: dict[str, Any]) -> list[Any]:
         """The output tensors compared on the probe batch."""
         from ..models.registry import logits_of
 
         return [logits_of(model(**inputs)).float()]
+
+    # --- prediction ---------------------------------------------------------------------------------
+    def read_input(self, source: str | Path) -> Any:
+        """One ``neurotrain predict`` argument -> what ``preprocess`` takes; a bad one is one line naming it."""
+        raise NeuroTrainError(f"the {self.name} task does not predict from files")
+
+    def batch_key(self, item: Any) -> Hashable:
+        """Inputs with equal keys go through the model together (e.g. images of one size)."""
+        return None
+
+    def preprocess(self, processor: Any, items: Sequence[Any], settings: Any = None) -> dict[str, Any]:
+        """A batch of inputs -> the keyword inputs of ``inference`` (plus anything ``predictions`` needs);
+        ``settings``: the task's settings in use (e.g. zero-shot prompts to embed beside the images)."""
+        return dict(processor(list(items), return_tensors="pt"))
+
+    def predictions(
+        self, outputs: Any, model: Any, inputs: dict[str, Any] | None = None, settings: Any = None
+    ) -> list[dict[str, Any]]:
+        """Outputs of a batch -> one record per input (the Predictor's return value); ``settings``
+        overrides the saved ones (a demo's sliders)."""
+        raise NotImplementedError
+
+    def summary(self, record: dict[str, Any]) -> dict[str, Any]:
+        """What ``neurotrain predict`` prints for one record (JSON-able)."""
+        return record
+
+    def save_prediction(
+        self, record: dict[str, Any], source: str | Path, out_dir: str | Path | None
+    ) -> list[Path]:
+        """Write a record's outputs (masks, volumes, drawings) for ``neurotrain predict``; returns the paths.
+        ``out_dir`` None: only what the task always writes (nothing by default)."""
+        return []
+
+    # --- test outputs (the Tester) --------------------------------------------------------------------
+    def sample_records(self, batch: SampleBatch, out: TestOutputs) -> list[dict[str, Any]]:
+        """Per-sample CSV rows of a test run (``<split>_per_sample.csv``)."""
+        return [{"index": i, "loss": loss_text(batch.losses, k)} for k, i in enumerate(batch.indices)]
+
+    def write_samples(self, batch: SampleBatch, out: TestOutputs) -> None:
+        """Files of a batch beyond the CSV rows (pictures, this rank's result parts)."""
+
+    def finish_outputs(self, out: TestOutputs) -> None:
+        """On the main process, once every rank is done: merge parts, write split-level files."""
+
+    def write_plots(self, run_dir: Path, valid: dict[str, Any], test: dict[str, Any], model: Any) -> None:
+        """Task plots from the kept evaluation artifacts of validation (best model) and test."""
 
     # --- sharing ---------------------------------------------------------------------------------------
     def metric_protocol(self, key: str, config: dict[str, Any]) -> str:
@@ -106,11 +173,11 @@ class Task:
     def load_snippet(self, repo_id: str) -> str:
         """Python that loads the pushed model (our architectures register with the Auto classes)."""
         return (
-            "import neurotrain_hf  # registers neurotrain's model classes with the Auto classes (no remote code)\n"
-            f"from transformers import {self.auto_model}, AutoImageProcessor\n\n"
+            "import neurotrain_hf  # registers neurotrain's classes with the Auto classes (no remote code)\n"
+            f"from transformers import {self.auto_model}, {self.processor_class}\n\n"
             f'model = {self.auto_model}.from_pretrained("{repo_id}")\n'
-            f'processor = AutoImageProcessor.from_pretrained("{repo_id}")\n'
-            f'# or: neurotrain_hf.Predictor.from_pretrained("{repo_id}")(image)'
+            f'processor = {self.processor_class}.from_pretrained("{repo_id}")\n'
+            f'# or: neurotrain_hf.Predictor.from_pretrained("{repo_id}")(input)'
         )
 
     def limitations(self) -> str:
@@ -125,15 +192,16 @@ class Task:
             )
         return text
 
-    def save_prediction(
-        self, record: dict[str, Any], source: str | Path, out_dir: str | Path | None
-    ) -> list[Path]:
-        """Write a record's outputs (masks, volumes) for ``neurotrain predict --out``; returns the paths."""
-        return []
+    def build_demo(self, folder: Path, model_name: str, examples: Any = None, **options: Any) -> Any:
+        """A Gradio ``Blocks`` serving the model folder with the API endpoint ``/predict``."""
+        raise NeuroTrainError(f"the {self.name} task has no demo")
 
-    def summary(self, record: dict[str, Any]) -> dict[str, Any]:
-        """What ``neurotrain predict`` prints for one record."""
-        return record
 
-    def write_plots(self, run_dir: Path, valid: dict[str, Any], test: dict[str, Any], model: Any) -> None:
-        """Task plots from the kept evaluation artifacts of validation (best model) and test."""
+def loss_text(losses: Any, k: int) -> str:
+    """A per-sample loss as CSV text (empty when the batch has none)."""
+    return f"{float(losses[k]):.6f}" if losses is not None else ""
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,7 +1,8 @@
-"""Evaluation state kept on each rank for its own shard and reduced once per evaluation.
+"""Evaluation state kept on each rank for its own shard and reduced once per evaluation, and the
+Tester's per-sample outputs, written through the task's hooks.
 
 Nothing per sample is gathered across processes: each rank updates the metric accumulators, the loss
-sum and the per-sample CSV part with its own batches, the samples that a distributed sampler repeats to
+sum and the per-sample outputs with its own batches, the samples that a distributed sampler repeats to
 even out the last batch are cut off, and one ``all_gather_object`` merges the states at the end.
 """
 
@@ -9,9 +10,11 @@ from __future__ import annotations
 
 import csv
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import datasets
 import torch
 
 from ..metrics.registry import StreamingMetrics
@@ -86,50 +89,94 @@ class EvalState:
         return out
 
 
-class SampleWriter:
-    """Per-sample rows of a test run: each rank writes its part, rank 0 merges them sorted by index."""
+@dataclass
+class SampleBatch:
+    """One evaluated batch as the task's output hooks see it: this rank's real samples (padding cut)."""
 
-    def __init__(self, path: str | Path, accelerator) -> None:
-        self.path = Path(path)
-        self.accelerator = accelerator
-        self.rank = accelerator.process_index
-        self.part = self.path.with_name(f".{self.path.stem}.rank{self.rank}.csv")
-        self.part.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.part, "w", newline="", encoding="utf-8")  # noqa: SIM115 - closed in close()
+    indices: list[int]  # positions in the split
+    predictions: Any  # the task's metric inputs (``Inference.metric_inputs``)
+    references: Any
+    losses: Any  # per-sample losses (tensor) or None
+    inputs: dict[str, Any]  # the batch as the model saw it
+
+
+@dataclass
+class TestOutputs:
+    """What the Tester passes to a task's output hooks for one split."""
+
+    __test__ = False  # not a pytest test class
+
+    split: str
+    folder: Path
+    rows: datasets.Dataset | None  # the split's stored columns (ids, sizes, annotations), unformatted
+    config: Any  # the ExperimentConfig
+    info: Any  # ``TaskData.info``
+    per_sample: bool = True  # write ``<split>_per_sample.csv``
+    rank: int = 0
+    world_size: int = 1
+
+    def part(self, name: str) -> Path:
+        """A per-rank file this rank writes and ``finish_outputs`` merges (hidden, in ``folder``)."""
+        return self.folder / f".{self.split}_{name}.rank{self.rank}"
+
+    def parts(self, name: str) -> list[Path]:
+        """Every rank's part of ``name``, in rank order."""
+        return [self.folder / f".{self.split}_{name}.rank{r}" for r in range(self.world_size)]
+
+
+class SampleWriter:
+    """A test run's per-sample outputs: each rank writes its CSV part (the task's ``sample_records``) and
+    files (``write_samples``); rank 0 merges the CSV sorted by index and runs ``finish_outputs``."""
+
+    def __init__(self, task: Any, out: TestOutputs, accelerator) -> None:
+        self.task, self.out, self.accelerator = task, out, accelerator
+        out.rank, out.world_size = accelerator.process_index, accelerator.num_processes
+        out.folder.mkdir(parents=True, exist_ok=True)
+        for stale in out.folder.glob(f".{out.split}_*.rank{out.rank}"):  # parts of an interrupted run
+            stale.unlink()
+        self.path = out.folder / f"{out.split}_per_sample.csv" if out.per_sample else None
+        self.part = out.part("per_sample.csv")
+        self._file = open(self.part, "w", newline="", encoding="utf-8") if self.path else None  # noqa: SIM115
         self._writer: csv.DictWriter | None = None
 
-    def write(self, rows: list[dict[str, Any]]) -> None:
-        if not rows:
-            return
-        if self._writer is None:
-            self._writer = csv.DictWriter(self._file, fieldnames=list(rows[0]))
-            self._writer.writeheader()
-        self._writer.writerows(rows)
+    def write(self, batch: SampleBatch) -> None:
+        if self._file is not None:
+            rows = self.task.sample_records(batch, self.out)
+            if rows:
+                if self._writer is None:
+                    self._writer = csv.DictWriter(self._file, fieldnames=list(rows[0]))
+                    self._writer.writeheader()
+                self._writer.writerows(rows)
+        self.task.write_samples(batch, self.out)
 
     def close(self) -> Path | None:
-        """Finish this rank's part; on rank 0 merge all parts into the final CSV (index order)."""
-        self._file.close()
+        """Finish this rank's part; on rank 0 merge the parts (index order) and finish the task's outputs."""
+        if self._file is not None:
+            self._file.close()
         self.accelerator.wait_for_everyone()
-        if self.rank != 0:
+        if self.accelerator.process_index != 0:
             return None
-        parts = [
-            self.path.with_name(f".{self.path.stem}.rank{r}.csv")
-            for r in range(self.accelerator.num_processes)
-        ]
-        header: list[str] | None = None
-        rows: list[dict[str, str]] = []
-        for part in parts:
-            with open(part, newline="", encoding="utf-8") as f:
-                reader = csv.DictReader(f)
-                header = header or reader.fieldnames
-                rows.extend(reader)
-            os.remove(part)
-        if "index" in (header or []):
-            rows.sort(key=lambda row: int(row["index"]))
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=header or ["index"])
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, self.path)
+        if self.path is not None:
+            merge_csv_parts(self.out.parts("per_sample.csv"), self.path)
+        self.task.finish_outputs(self.out)
         return self.path
+
+
+def merge_csv_parts(parts: list[Path], path: Path) -> None:
+    """The ranks' CSV parts as one CSV (sorted by ``index`` when present), written atomically; parts removed."""
+    header: list[str] | None = None
+    rows: list[dict[str, str]] = []
+    for part in parts:
+        with open(part, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            header = header or reader.fieldnames
+            rows.extend(reader)
+        os.remove(part)
+    if "index" in (header or []):
+        rows.sort(key=lambda row: int(row["index"]))
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=header or ["index"])
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)

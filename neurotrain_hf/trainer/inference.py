@@ -17,14 +17,17 @@ from ..models.registry import logits_of
 
 
 class Inference:
-    """Forward with keyword inputs; metric inputs are (logits, labels)."""
+    """Forward with keyword inputs; metric inputs are (logits, labels). ``__call__`` may be a loop (a
+    sliding window, a sampler with N steps, autoregressive generation), not only a forward."""
 
     def __init__(self, input_names: Sequence[str] = ("pixel_values",)) -> None:
         self.input_names = tuple(input_names)
+        self.label_names: tuple[str, ...] = ()  # set by the trainer when the model computes its own loss
 
     def model_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        """The keyword arguments the model is called with (labels excluded)."""
-        return {k: inputs[k] for k in self.input_names if k in inputs}
+        """The keyword arguments the model is called with (its labels only when it computes its own loss,
+        so evaluation reports the training loss)."""
+        return {k: inputs[k] for k in (*self.input_names, *self.label_names) if k in inputs}
 
     def __call__(self, model: torch.nn.Module, inputs: dict[str, Any]) -> Any:
         return model(**self.model_inputs(inputs))

@@ -6,6 +6,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from transformers import TrainingArguments
 
@@ -14,11 +15,16 @@ from ..errors import ConfigError
 
 @dataclass
 class NeuroTrainingArguments(TrainingArguments):
-    """TrainingArguments plus losses by name, metrics by name, early stopping and run-folder extras.
+    """TrainingArguments plus metrics by name, early stopping and run-folder extras (what every task reads).
 
     Re-defaults: evaluate and save every epoch, keep the best checkpoint, stream evaluation metrics
-    (``batch_eval_metrics``), keep dataset columns, log every 10 steps.
+    (``batch_eval_metrics``), keep dataset columns, log every 10 steps. A task's subclass names the metric
+    families it computes (``metric_families``) and, with a ``loss`` key, the loss kinds it takes
+    (``loss_kinds``); the config check refuses anything else in one line.
     """
+
+    metric_families: ClassVar[tuple[str, ...]] = ()
+    loss_kinds: ClassVar[tuple[str, ...]] = ()
 
     batch_size: int | None = field(
         default=None,
@@ -28,32 +34,11 @@ class NeuroTrainingArguments(TrainingArguments):
             "min": 1,
         },
     )
-    loss: str = field(
-        default="ce",
-        metadata={
-            "help": "Loss name from the registry, or a sum such as `ce+focal`; `neurotrain list losses`."
-        },
-    )
-    loss_weights: list[float] | None = field(
-        default=None, metadata={"help": "Weights of the terms of a summed loss (default: all 1.0)."}
-    )
-    class_weights: list[float] | None = field(
-        default=None, metadata={"help": "Per-class weights for cross-entropy and focal losses."}
-    )
-    label_smoothing: float = field(
-        default=0.0,
-        metadata={
-            "help": "Label smoothing of the cross-entropy loss (the loss's own option; eval and test use it too).",
-            "min": 0.0,
-            "max": 1.0,
-        },
-    )
-    focal_gamma: float = field(
-        default=2.0, metadata={"help": "Focusing parameter of the focal loss.", "min": 0.0}
-    )
     metrics: list[str] | None = field(
         default=None,
-        metadata={"help": "Evaluation metrics by name (default: the task's); `neurotrain list metrics`."},
+        metadata={
+            "help": "Evaluation metrics by name (default: the task's); `neurotrain list metrics --task TASK`."
+        },
     )
     early_stopping_patience: int | None = field(
         default=None,
@@ -123,10 +108,6 @@ class NeuroTrainingArguments(TrainingArguments):
         if self.early_stopping_patience is not None and str(self.eval_strategy) == "no":
             raise ConfigError(
                 "early_stopping_patience needs evaluation: set eval_strategy to `epoch` or `steps`"
-            )
-        if self.label_smoothing_factor:
-            raise ConfigError(
-                "label_smoothing_factor is not used: set [training] label_smoothing (the loss's own option)"
             )
         use_cpu_without_gpu(self)
         cpu_threads_under_launcher()

@@ -10,8 +10,10 @@ The contract a task plugs into (see docs/architecture.md):
   are not sums over items, such as Dice or InfoNCE).
 - ``loss_inputs`` / ``loss_from_outputs``: what the loss compares (e.g. upsampled dense logits) and
   extra terms (e.g. deep supervision).
-- ``sample_records(...)``: the Tester's per-sample CSV fields; ``eval_artifacts()``: what an evaluation
-  keeps beyond scalars (saved with each checkpoint).
+- ``eval_artifacts()``: what an evaluation keeps beyond scalars (saved with each checkpoint).
+
+Trainers compute; the Tester's files (per-sample rows, pictures, result files) are written by the
+task's output hooks, which ``prediction_step`` feeds through a ``SampleWriter`` (``writing_samples``).
 
 Evaluation keeps metric state per rank and reduces it once (``trainer/evaluation.py``); checkpoints are
 marked complete before older ones are rotated away (``trainer/checkpointing.py``).
@@ -44,7 +46,7 @@ from .checkpointing import (
     remove_incomplete,
     rotate_checkpoints,
 )
-from .evaluation import EvalState, SampleWriter, first_n, real_count
+from .evaluation import EvalState, SampleBatch, SampleWriter, first_n, real_count
 from .inference import Inference
 from .neuro_config import NeuroTrainingArguments, deepspeed_requested
 from .run_folder import HistoryRecorder
@@ -120,6 +122,8 @@ class NeuroTrainer(Trainer):
         )
         # Our losses are normalised by num_items_in_batch (exact accumulation and DDP); a model's own loss
         # is when transformers detected that its forward takes the count.
+        if loss_fn is None:  # the model's own loss: evaluation passes the labels too
+            self.inference.label_names = tuple(self.label_names)
         self._model_counts_items = bool(self.model_accepts_loss_kwargs)
         self.model_accepts_loss_kwargs = loss_fn is not None or self._model_counts_items
         self.loss_is_scaled_for_ga = None  # scaled exactly when num_items_in_batch is not None
@@ -247,20 +251,6 @@ class NeuroTrainer(Trainer):
         super().log(logs, start_time)
 
     # --- evaluation: per-rank state, reduced once -------------------------------------------------
-    def sample_records(
-        self,
-        indices: list[int],
-        predictions: Any,
-        references: Any,
-        losses: torch.Tensor | None,
-        inputs: dict[str, Any] | None = None,
-    ) -> list[dict[str, Any]]:
-        """Per-sample CSV rows of a test run (``inputs``: the batch, for pictures); tasks add their fields."""
-        return [
-            {"index": i, "loss": f"{float(losses[k]):.6f}" if losses is not None else ""}
-            for k, i in enumerate(indices)
-        ]
-
     def per_item_loss(self, outputs: Any, inputs: dict[str, Any], batch_size: int) -> torch.Tensor | None:
         """Per-sample loss, same definition as training (the model's batch loss for own-loss models)."""
         if self.loss_fn is not None:
@@ -283,12 +273,12 @@ class NeuroTrainer(Trainer):
         if self.sample_writer is not None and n:
             index_list = indices[:n].tolist() if indices is not None else list(range(n))
             self.sample_writer.write(
-                self.sample_records(
+                SampleBatch(
                     index_list,
                     first_n(predictions, n),
                     first_n(references, n),
                     first_n(losses, n),
-                    inputs=first_n(inputs, n),
+                    first_n(inputs, n),
                 )
             )
         return None, None, None
@@ -312,12 +302,10 @@ class NeuroTrainer(Trainer):
         return {}
 
     @contextlib.contextmanager
-    def writing_samples(self, path: str | Path | None):
-        """While active, ``predict``/``evaluate`` write per-sample rows to ``path`` (CSV, merged over ranks)."""
-        if path is None:
-            yield None
-            return
-        self.sample_writer = SampleWriter(path, self.accelerator)
+    def writing_samples(self, task: Any, out: Any):
+        """While active, ``predict``/``evaluate`` hand each batch to the task's output hooks (``out``: a
+        ``TestOutputs``); the parts are merged on the main process when it ends."""
+        self.sample_writer = SampleWriter(task, out, self.accelerator)
         try:
             yield self.sample_writer
         finally:

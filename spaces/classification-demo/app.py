@@ -3,7 +3,7 @@
 import os
 from pathlib import Path
 
-from neurotrain_hf.demos.classification import build_demo
+from neurotrain_hf.demos import build_demo  # the model folder's task builds the demo
 
 demo = build_demo(
     os.environ.get("NEUROTRAIN_MODEL", "neurotrain/digits-cnn"), examples=Path(__file__).parent / "examples"

@@ -3,7 +3,7 @@
 import os
 from pathlib import Path
 
-from neurotrain_hf.demos.clip import build_demo
+from neurotrain_hf.demos import build_demo  # the model folder's task builds the demo
 
 demo = build_demo(
     os.environ.get("NEUROTRAIN_MODEL", "neurotrain/shapes-clip-tiny"),

@@ -102,7 +102,7 @@ def test_random_sample_and_dataloaders(tmp_path):
 
 
 def test_augmentations_shapes_and_randomness():
-    from neurotrain_hf.config.sections import AugmentationConfig
+    from neurotrain_hf.tasks.classification.config import ClassificationAugmentation as AugmentationConfig
 
     aug = AugmentationConfig(
         resize=12, random_crop=10, crop_padding=1, horizontal_flip=1.0, rotation=15, color_jitter=0.3
@@ -125,7 +125,7 @@ def test_augmentations_shapes_and_randomness():
 
 
 def test_mixed_sizes_without_resize_fail_clearly():
-    from neurotrain_hf.config.sections import AugmentationConfig
+    from neurotrain_hf.tasks.classification.config import ClassificationAugmentation as AugmentationConfig
 
     t = ImageTransform(image_processor(AugmentationConfig(), 1, (0.5,), (0.5,)), AugmentationConfig())
     with pytest.raises(ValueError, match="set \\[augmentation\\] resize"):

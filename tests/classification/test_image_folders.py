@@ -453,7 +453,7 @@ def test_predictor_and_cli_on_messy_folder(tmp_path, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == len(files)
     records = [json.loads(line) for line in lines]
-    assert [r["image"] for r in records] == [str(p) for p in files]
+    assert [r["input"] for r in records] == [str(p) for p in files]
     assert all(r["label_name"] in ("cat", "dog") for r in records)
 
     missing = tmp_path / "nowhere" / "missing.png"

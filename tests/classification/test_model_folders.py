@@ -60,7 +60,7 @@ def test_auto_classes_predict_like_neurotrain_predict(digits_run, tmp_path, caps
     probs = logits.softmax(-1)
     assert main(["predict", str(digits_run.run_dir), *map(str, paths)]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [line["image"] for line in lines] == [str(p) for p in paths]
+    assert [line["input"] for line in lines] == [str(p) for p in paths]
     assert [line["label"] for line in lines] == probs.argmax(-1).tolist()
     assert [line["score"] for line in lines] == pytest.approx(probs.max(-1).values.tolist(), abs=1e-6)
     truth = [int(p.stem.split("_")[1]) for p in paths]
@@ -95,7 +95,9 @@ def test_predict_names_the_image_the_model_cannot_take(tmp_path, capsys):
     ],
 )
 def test_zoo_models_save_and_load_with_auto_classes(tmp_path, name, kwargs, channels):
-    model = get_model(name, ModelConfig(name=name, kwargs=kwargs), num_labels=5, in_channels=channels).eval()
+    config = ModelConfig(name=name, kwargs=kwargs)
+    auto = "AutoModelForImageClassification"  # the classification task's Auto class
+    model = get_model(name, config, num_labels=5, in_channels=channels, auto_class=auto).eval()
     model.save_pretrained(str(tmp_path))
     assert (tmp_path / "model.safetensors").is_file() and not list(tmp_path.glob("*.bin"))
     loaded = AutoModelForImageClassification.from_pretrained(str(tmp_path)).eval()
@@ -125,7 +127,7 @@ def test_torchvision_stem_adaptation_matches_timm():
     import torchvision
     from timm.models import adapt_input_conv
 
-    from neurotrain_hf.models.external import adapt_first_conv
+    from neurotrain_hf.tasks.classification.zoo import adapt_first_conv
 
     model = torchvision.models.resnet18(weights=None)
     original = model.conv1.weight.detach().clone()

@@ -113,7 +113,9 @@ def test_caption_folder_prepares_with_counts(tmp_path):
     data = prepare(config)
     assert sum(data.report["dataset"]["images"].values()) == 4
     assert sum(data.report["truncated_captions"].values()) == 1
-    assert data.info.image_size == 224 and data.info.max_length == 16
+    # a model built from a config carries its own input size: image files are resized to it, not to 224
+    assert data.info.image_size == 32 and data.info.max_length == 16
+    assert data.processor.image_processor.crop_size["height"] == 32
 
 
 def test_empty_caption_names_the_row_or_is_skipped(tmp_path):
@@ -186,3 +188,15 @@ def test_a_model_that_is_not_clip_like_is_refused_in_one_line(tmp_path):
     with pytest.raises(ConfigError) as err:
         prepare(config)
     assert "not a CLIP-like model" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_built_model_at_an_exploding_patch_count_is_refused_in_one_line(tmp_path):
+    """clip_tiny's 4 px patches at 224 px would make 3,136 tokens per image: one line, nothing run."""
+    with pytest.raises(ConfigError) as err:
+        prepare(clip_config(tmp_path, augmentation={"resize": 224}))
+    text = str(err.value)
+    assert "3136 tokens per image" in text and "[augmentation] resize" in text and "\n" not in text
+    larger = clip_config(
+        tmp_path, augmentation={"resize": 64}, model={"kwargs": {"vision": {"patch_size": 8}}}
+    )
+    assert prepare(larger).info.image_size == 64  # 64 tokens: fine

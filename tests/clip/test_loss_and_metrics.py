@@ -31,6 +31,24 @@ def test_infonce_is_the_symmetric_cross_entropy_with_a_clamped_temperature():
             expected += (-torch.log_softmax(sims, 0)[i] - torch.log_softmax(sims_t, 0)[i]) / 2
         got = clip_loss(image, text, torch.tensor(log_scale))
         assert torch.allclose(got, expected / 7, atol=1e-5)
+    # per pair (the Tester's per-sample loss) from the same implementation: it averages to the batch loss
+    per_pair = clip_loss(image, text, torch.tensor(7.0), reduction="none")
+    assert per_pair.shape == (7,) and torch.allclose(
+        per_pair.mean(), clip_loss(image, text, torch.tensor(7.0))
+    )
+    sims = F.normalize(image, dim=-1) @ F.normalize(text, dim=-1).T * 100.0
+    first = (-torch.log_softmax(sims[0], 0)[0] - torch.log_softmax(sims[:, 0], 0)[0]) / 2
+    assert torch.allclose(per_pair[0], first, atol=1e-5)
+
+
+def test_contrastive_losses_are_in_the_loss_registry():
+    from neurotrain_hf.losses import LOSSES, list_losses
+
+    assert list_losses(kinds=["contrastive"]) == ["infonce", "siglip"]
+    assert (
+        LOSSES.get("infonce").factory(None) is clip_loss and LOSSES.get("siglip").factory(None) is siglip_loss
+    )
+    assert "infonce" not in list_losses(kinds=["logits", "dense"])
 
 
 def test_siglip_is_the_pairwise_sigmoid_loss_per_image():
@@ -95,9 +113,11 @@ def test_streaming_accumulator_merges_ranks_and_counts_zero_shot():
         preds = {"image_embeds": image[lo:hi], "text_embeds": captions[lo:hi], "zero_shot": logits[lo:hi]}
         return preds, {"labels": labels[lo:hi]}
 
-    whole = StreamingMetrics(["clip_retrieval", "zero_shot_accuracy"])
+    whole = StreamingMetrics(["clip_retrieval", "zero_shot_accuracy"], ["retrieval"])
     whole.update(*batch(0, 10))
-    rank0, rank1 = (StreamingMetrics(["clip_retrieval", "zero_shot_accuracy"]) for _ in range(2))
+    rank0, rank1 = (
+        StreamingMetrics(["clip_retrieval", "zero_shot_accuracy"], ["retrieval"]) for _ in range(2)
+    )
     rank0.update(*batch(0, 4))
     rank0.update(*batch(4, 6))
     rank1.update(*batch(6, 10))

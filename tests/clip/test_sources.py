@@ -11,9 +11,9 @@ import datasets
 import pytest
 from PIL import Image
 
-from neurotrain_hf.config.sections import DatasetConfig
 from neurotrain_hf.data.registry import DATASETS, DatasetSource
 from neurotrain_hf.errors import DataError
+from neurotrain_hf.tasks.clip.config import ClipDataset as DatasetConfig
 from neurotrain_hf.tasks.clip.sources import FEATURES
 
 # four images by COCO/Flickr id: raw captions (case, trailing space, quotes and commas kept) and split

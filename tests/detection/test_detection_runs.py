@@ -84,7 +84,7 @@ def test_tester_results_load_in_pycocotools_and_give_the_streamed_metrics(traine
 def test_predictor_and_demo_give_the_testers_detections(trained, tmp_path):
     from gradio_client import handle_file
 
-    from neurotrain_hf.demos.detection import build_demo
+    from neurotrain_hf.demos import build_demo  # the model folder's task builds its demo
     from neurotrain_hf.predictor import Predictor
     from tests.test_demos import serve
 
@@ -92,8 +92,8 @@ def test_predictor_and_demo_give_the_testers_detections(trained, tmp_path):
     gt = json.loads((run / "test_coco_gt.json").read_text())
     results = json.loads((run / "test_results.json").read_text())
     import neurotrain_hf.tasks.detection.data  # noqa: F401  (registers the detection datasets)
-    from neurotrain_hf.config.sections import DatasetConfig
     from neurotrain_hf.data.registry import DATASETS
+    from neurotrain_hf.tasks.detection.config import DetectionDataset as DatasetConfig
 
     source = DATASETS.get("synthetic_shapes_detection")(
         DatasetConfig(name="synthetic_shapes_detection", max_samples=96)
@@ -166,3 +166,27 @@ def test_other_detectors_run_end_to_end(tmp_path, config, extra, keys):
     run, metrics = _parse(proc.stdout)
     assert all(isinstance(metrics[k], float) for k in keys)
     assert (run / "test_results.json").is_file() and len(list((run / "drawings").glob("*.png"))) == 2
+
+
+def test_tester_writes_the_split_it_is_given_where_it_is_told(detection_run, tmp_path):
+    """The split and the folder reach the task's output hooks explicitly: a validation run written
+    elsewhere holds valid_* files that pycocotools reads back, and nothing lands in the run folder."""
+    from pycocotools.coco import COCO
+
+    from neurotrain_hf.config import load_config
+    from neurotrain_hf.tester import Tester
+
+    before = sorted(p.name for p in detection_run.iterdir())
+    out = tmp_path / "elsewhere"
+    result = Tester(load_config(detection_run / "config.toml")).run(split="valid", out_dir=out)
+    names = {p.name for p in out.iterdir()}
+    assert {"valid_metrics.json", "valid_per_sample.csv", "valid_results.json", "valid_coco_gt.json"} <= names
+    assert not any(n.startswith(".") for n in names)  # the ranks' parts were merged and removed
+    rows = (out / "valid_per_sample.csv").read_text().splitlines()
+    assert len(rows) == 1 + result["num_samples"] and rows[0].startswith("index,image_id,")
+    gt = COCO(str(out / "valid_coco_gt.json"))
+    assert len(gt.getImgIds()) == result["num_samples"]
+    if json.loads((out / "valid_results.json").read_text()):
+        assert gt.loadRes(str(out / "valid_results.json")).getImgIds()
+    assert len(list((out / "drawings").glob("*.png"))) == min(8, result["num_samples"])
+    assert sorted(p.name for p in detection_run.iterdir()) == before

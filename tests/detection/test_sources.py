@@ -12,10 +12,10 @@ import pytest
 import yaml
 from PIL import Image
 
-from neurotrain_hf.config.sections import DatasetConfig
 from neurotrain_hf.data.registry import DATASETS
 from neurotrain_hf.errors import DataError
 from neurotrain_hf.tasks.detection import synthetic
+from neurotrain_hf.tasks.detection.config import DetectionDataset as DatasetConfig
 from neurotrain_hf.tasks.detection.sources import DETECTION_FEATURES, VOC_CLASSES, rle_counts
 
 from .fixtures import (

@@ -87,13 +87,14 @@ class ToyTask(Task):
 
 
 def register() -> None:
+    """Register the task in this process (tests/test_task_contract.py unregisters it after each test)."""
     from neurotrain_hf.tasks import TASKS
 
     if "toy_reconstruction" not in TASKS.list():
         register_task(
             TaskSpec(
                 name="toy_reconstruction",
-                config="neurotrain_hf.trainer.neuro_config:NeuroTrainingArguments",
+                training="neurotrain_hf.trainer.neuro_config:NeuroTrainingArguments",
                 task="tests.helpers.toy_task:ToyTask",
             )
         )

@@ -10,7 +10,7 @@ from transformers import AutoModelForSemanticSegmentation
 import neurotrain_hf  # noqa: F401  (registers the Auto classes)
 from neurotrain_hf.errors import ConfigError
 from neurotrain_hf.models import get_model
-from neurotrain_hf.models.dense import MonaiForSemanticSegmentation, SmpForSemanticSegmentation
+from neurotrain_hf.tasks.segmentation.dense import MonaiForSemanticSegmentation, SmpForSemanticSegmentation
 
 AUTO = "AutoModelForSemanticSegmentation"
 SMALL_UNET = {"channels": [4, 8, 16], "strides": [2, 2]}

@@ -5,10 +5,10 @@ import collections
 import datasets
 import pytest
 
-from neurotrain_hf.config.sections import DatasetConfig
 from neurotrain_hf.data.hybrid import hybrid
 from neurotrain_hf.data.registry import DATASETS, DatasetSource, register_dataset
 from neurotrain_hf.runner import build
+from neurotrain_hf.tasks.segmentation.config import SegmentationDataset as DatasetConfig
 from neurotrain_hf.tasks.segmentation.synthetic import synthetic_split
 
 from .test_segmentation import seg_config

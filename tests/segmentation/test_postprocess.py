@@ -9,23 +9,14 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from neurotrain_hf.tasks.segmentation.overlay import (
-    FN_COLOUR,
-    FP_COLOUR,
-    OUTSIDE_FOV,
-    PALETTE,
-    TP_COLOUR,
-    mask_to_png_array,
-    overlay,
-    overlay_prediction,
-    save_overlay,
-)
+from neurotrain_hf.drawing import OUTSIDE_FOV, PALETTE, mask_to_png_array, overlay_prediction
+from neurotrain_hf.tasks.segmentation.overlay import FN_COLOUR, FP_COLOUR, TP_COLOUR, overlay, save_overlay
 from neurotrain_hf.tasks.segmentation.postprocess import (
     PostProcessConfig,
     ball,
-    binarize,
     labels_from_logits,
     postprocess,
+    scores_to_labels,
 )
 
 
@@ -56,7 +47,7 @@ def test_config_fields_all_have_help_and_defaults_do_nothing():
     for f in dataclasses.fields(PostProcessConfig):
         assert f.metadata.get("help"), f.name
     default = PostProcessConfig()
-    assert (default.threshold, default.opening, default.closing, default.connectivity) == (0.5, 0, 0, 1)
+    assert (default.opening, default.closing, default.connectivity) == (0, 0, 1)
     assert not default.active()
     labels = ring() + 2 * square((12, 12), 0, 9, 2)
     out = postprocess(labels, 3, default)
@@ -67,12 +58,15 @@ def test_config_fields_all_have_help_and_defaults_do_nothing():
 # ---- scores to labels ----
 
 
-def test_binarize_threshold_is_inclusive():
-    p = np.array([[0.0, 0.49999], [0.5, 1.0]])
-    np.testing.assert_array_equal(binarize(p, 0.5), [[0, 0], [1, 1]])
-    assert binarize(p, 0.5).dtype == np.uint8
-    np.testing.assert_array_equal(binarize(p, 1.0), [[0, 0], [0, 1]])
-    np.testing.assert_array_equal(binarize(np.array([np.nan, 0.7]), 0.5), [0, 1])
+def test_threshold_is_inclusive_and_nan_is_background():
+    import torch
+
+    p = torch.tensor([[0.0, 0.49999], [0.5, 1.0], [float("nan"), 0.7]], dtype=torch.float64)
+    logits = torch.logit(p)[None, None]  # one sigmoid channel whose probabilities are p
+    labels, probability = scores_to_labels(logits, 0.5)
+    assert labels[0].tolist() == [[0, 0], [1, 1], [0, 1]]
+    torch.testing.assert_close(probability[0][:2], p[:2].float())
+    assert scores_to_labels(logits, 1.0)[0][0].tolist() == [[0, 0], [0, 1], [0, 0]]
 
 
 def test_labels_from_logits_one_sigmoid_channel():

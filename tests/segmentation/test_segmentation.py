@@ -11,16 +11,17 @@ from torchvision import tv_tensors
 from transformers import AutoModelForSemanticSegmentation
 
 from neurotrain_hf.config import build_config
-from neurotrain_hf.config.sections import AugmentationConfig
 from neurotrain_hf.errors import DataError
 from neurotrain_hf.losses import build_loss
 from neurotrain_hf.models import get_model
 from neurotrain_hf.runner import build
 from neurotrain_hf.runner import run as run_experiment
+from neurotrain_hf.tasks.segmentation.config import SegmentationAugmentation as AugmentationConfig
 from neurotrain_hf.tasks.segmentation.inference import SegmentationInference
 from neurotrain_hf.tasks.segmentation.metrics import SegmentationMetrics
+from neurotrain_hf.tasks.segmentation.settings import SegmentationSettings as Settings
 from neurotrain_hf.tasks.segmentation.synthetic import synthetic_retina
-from neurotrain_hf.tasks.segmentation.transforms import joint_random_ops
+from neurotrain_hf.tasks.segmentation.transforms import joint_image_ops
 from neurotrain_hf.trainer.run_folder import read_history
 
 from ..conftest import RECIPES, run_python
@@ -75,7 +76,7 @@ def test_joint_transforms_keep_image_and_mask_aligned(aug):
     mask = (rng.random((64, 64)) < 0.3).astype(np.int64)
     mask = np.kron(mask[::4, ::4], np.ones((4, 4), dtype=np.int64))  # 4 px blocks survive resampling
     image = np.stack([mask * 200 + 20] * 3).astype(np.uint8)
-    ops = joint_random_ops(AugmentationConfig(**aug), channels=3)
+    ops = joint_image_ops(AugmentationConfig(**aug), channels=3)
     for seed in range(5):
         torch.manual_seed(seed)
         img, lab = ops(tv_tensors.Image(torch.from_numpy(image)), tv_tensors.Mask(torch.from_numpy(mask)))
@@ -93,7 +94,7 @@ def test_joint_transforms_keep_image_and_mask_aligned(aug):
 def test_foreground_ratio_centres_patches_on_foreground():
     mask = np.zeros((96, 96), dtype=np.int64)
     mask[80:84, 5:9] = 1
-    ops = joint_random_ops(AugmentationConfig(random_crop=16, foreground_ratio=1.0), channels=1)
+    ops = joint_image_ops(AugmentationConfig(random_crop=16, foreground_ratio=1.0), channels=1)
     for seed in range(10):
         torch.manual_seed(seed)
         _, lab = ops(tv_tensors.Image(torch.zeros(1, 96, 96)), tv_tensors.Mask(torch.from_numpy(mask)))
@@ -105,13 +106,15 @@ def test_sliding_window_covering_the_image_equals_whole_image():
         "unet", {"kwargs": {"depth": 3, "base_channels": 4}}, num_labels=1, in_channels=3
     ).eval()
     x = torch.randn(2, 3, 40, 40)
-    full = SegmentationInference("full", pad_multiple=4)
-    window = SegmentationInference("sliding", roi_size=40, overlap=0.0, blend="constant", pad_multiple=4)
+    full = SegmentationInference(Settings("full", pad_multiple=4))
+    window = SegmentationInference(
+        Settings("sliding", roi_size=40, overlap=0.0, blend="constant", pad_multiple=4)
+    )
     with torch.no_grad():
         a, b = full(model, {"pixel_values": x}).logits, window(model, {"pixel_values": x}).logits
     assert a.shape == (2, 1, 40, 40)
     torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
-    small = SegmentationInference("sliding", roi_size=16, overlap=0.5, pad_multiple=4)
+    small = SegmentationInference(Settings("sliding", roi_size=16, overlap=0.5, pad_multiple=4))
     with torch.no_grad():
         c = small(model, {"pixel_values": x}).logits
     assert c.shape == a.shape and torch.isfinite(c).all()
@@ -203,11 +206,44 @@ def test_dense_focal_and_cldice_are_per_sample():
 
 
 def test_segmentation_run_end_to_end(tmp_path, capsys):
-    from neurotrain_hf.cli import main
+    """Also: the best checkpoint picked by MCC, and ``threshold = "best"`` used by the Tester and the
+    Predictor (checked against scikit-learn on the test images' probabilities)."""
+    from sklearn.metrics import f1_score
 
-    config = seg_config(tmp_path, training={"num_train_epochs": 8, "learning_rate": 1e-2})
+    from neurotrain_hf.cli import main
+    from neurotrain_hf.predictor import Predictor
+
+    training = {
+        "num_train_epochs": 8,
+        "learning_rate": 1e-2,
+        "metric_for_best_model": "mcc",
+        "threshold": "best",
+    }
+    config = seg_config(tmp_path, training=training)
     report = run_experiment(config)
     run = config.run_dir
+    evals = [(r["step"], r["eval_mcc"]) for r in read_history(run) if "eval_mcc" in r]
+    best_step, best_mcc = max(evals, key=lambda e: e[1])
+    assert len(evals) == 8 and report["best_metric"] == pytest.approx(best_mcc)
+    assert report["best_checkpoint"].endswith(f"checkpoint-{best_step}")
+    settings = json.loads((run / "model" / "config.json").read_text())["neurotrain_inference"]
+    assert (
+        settings["threshold"] == "best" and settings["best_threshold"] == report["valid"]["best_f1_threshold"]
+    )
+    best = settings["best_threshold"]
+    assert best != 0.5  # else this would not tell "best" from the default
+    predictor = Predictor.from_pretrained(run)
+    truth, predicted = [], []
+    for i in range(16):  # the test split, rebuilt: synthetic_retina(20000 + i), scored inside the FOV
+        image, vessels, fov = synthetic_retina(20_000 + i, 96, 0)
+        record = predictor(image)
+        assert record["threshold"] == best
+        np.testing.assert_array_equal(record["mask"], record["probability"] >= best)
+        truth.append(vessels[fov > 0])
+        predicted.append(record["mask"][fov > 0])
+    assert report["test"]["f1"] == pytest.approx(
+        f1_score(np.concatenate(truth), np.concatenate(predicted)), abs=1e-6
+    )
     losses = [r["loss"] for r in read_history(run) if "loss" in r and "eval_loss" not in r]
     assert losses[-1] < losses[0]
     assert report["test"]["num_samples"] == 16 and report["test"]["auc"] > 0.8  # chance is 0.5
@@ -223,7 +259,7 @@ def test_segmentation_run_end_to_end(tmp_path, capsys):
     assert rows[0] == "index,dice,iou,sensitivity,specificity,accuracy,loss" and len(rows) == 17
     saved = json.loads((run / "model" / "config.json").read_text())
     assert saved["neurotrain_task"] == "segmentation"
-    assert 0 <= saved["neurotrain_postprocess"]["best_threshold"] <= 1  # tuned on validation, saved
+    assert 0 <= saved["neurotrain_inference"]["best_threshold"] <= 1  # tuned on validation, saved
     model = AutoModelForSemanticSegmentation.from_pretrained(str(run / "model"))
     assert type(model).__name__ == "UNetForSemanticSegmentation"
     image, _, _ = synthetic_retina(999)
@@ -315,7 +351,7 @@ def test_multiclass_label_maps_and_saved_post_processing(tmp_path, capsys):
     report = run_experiment(config)
     assert 0 < report["test"]["mean_dice"] <= 1 and "f1" not in report["test"]  # FOV metrics: binary only
     saved = json.loads((config.run_dir / "model" / "config.json").read_text())
-    assert len(saved["id2label"]) == 3 and saved["neurotrain_postprocess"]["min_size"] == 10**6
+    assert len(saved["id2label"]) == 3 and saved["neurotrain_inference"]["postprocess"]["min_size"] == 10**6
     assert main(["predict", str(config.run_dir), str(root / "images" / "c00.png")]) == 0
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert line["foreground_fraction"] == 0.0  # every component is below min_size: post-processing ran

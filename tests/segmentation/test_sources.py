@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 
 import neurotrain_hf.tasks.segmentation.sources  # noqa: F401  (registers the builders)
-from neurotrain_hf.config.sections import DatasetConfig
 from neurotrain_hf.data.registry import DATASETS, DatasetSource
 from neurotrain_hf.errors import DataError
+from neurotrain_hf.tasks.segmentation.config import SegmentationDataset as DatasetConfig
 
 W, H = 12, 10
 COLUMNS = ["image", "mask", "fov", "id", "source"]

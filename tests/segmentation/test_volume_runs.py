@@ -163,7 +163,7 @@ def test_volume_demo_returns_the_predictors_mask_and_refuses_bad_files(trained, 
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError
 
-    from neurotrain_hf.demos.volumes import build_demo
+    from neurotrain_hf.demos import build_demo  # the model folder's task builds its demo
     from neurotrain_hf.predictor import Predictor
     from tests.test_demos import serve
 
@@ -182,6 +182,6 @@ def test_volume_demo_returns_the_predictors_mask_and_refuses_bad_files(trained, 
         mask_file, picture, table = client.predict(handle_file(str(case)), -1, api_name="/predict")
     written, src = nib.load(mask_file), nib.load(case)
     assert np.allclose(written.affine, src.affine) and written.shape == src.shape
-    expected = Predictor.from_pretrained(trained["run"]).predict_volume(str(case))["mask"]
+    expected = Predictor.from_pretrained(trained["run"]).predict_files([str(case)])[0]["mask"]
     assert np.array_equal(np.asarray(written.dataobj), expected)
     assert {row[0] for row in table["data"]} == {"liver", "spleen", "aorta"}

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 import neurotrain_hf.tasks.segmentation.volume_sources  # noqa: F401  (registers the builders)
-from neurotrain_hf.config.sections import DatasetConfig
 from neurotrain_hf.data.registry import DATASETS, DatasetSource
 from neurotrain_hf.errors import DataError
+from neurotrain_hf.tasks.segmentation.config import SegmentationDataset as DatasetConfig
 from neurotrain_hf.tasks.segmentation.volume_spec import VolumeSpec
 
 from .volume_fixtures import save, write_brats, write_btcv, write_msd_brain, write_msd_spleen

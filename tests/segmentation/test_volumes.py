@@ -13,12 +13,13 @@ import pytest
 import torch
 
 from neurotrain_hf.config import build_config, load_config
-from neurotrain_hf.data.volume_processor import NeuroVolumeProcessor
 from neurotrain_hf.errors import DataError
 from neurotrain_hf.tasks import get_task
 from neurotrain_hf.tasks.segmentation.fingerprint import compute_fingerprint
 from neurotrain_hf.tasks.segmentation.inference import SegmentationInference
 from neurotrain_hf.tasks.segmentation.metrics import SegmentationMetrics
+from neurotrain_hf.tasks.segmentation.settings import SegmentationSettings as Settings
+from neurotrain_hf.tasks.segmentation.volume_processor import NeuroVolumeProcessor
 from tests.conftest import ROOT
 from tests.segmentation.volume_fixtures import ellipsoid, save, write_brats, write_btcv, write_msd_spleen
 
@@ -37,7 +38,12 @@ def volume_config(tmp_path: Path, dataset: dict, **sections):
             **dataset,
         },
         "augmentation": {"patch_size": [16, 16, 8], "foreground_ratio": 0.5},
-        "training": {"max_steps": 2, "metrics": ["mean_dice", "per_class"], "report_to": "none"},
+        "training": {
+            "max_steps": 2,
+            "metrics": ["mean_dice", "per_class"],
+            "metric_for_best_model": "mean_dice",
+            "report_to": "none",
+        },
     }
     for name, values in sections.items():
         data.setdefault(name, {}).update(values)
@@ -120,10 +126,10 @@ def test_sliding_window_equals_full_volume_for_a_pointwise_model():
 
     torch.manual_seed(0)
     model, x = Pointwise().eval(), torch.randn(1, 2, 37, 29, 19)
-    full = SegmentationInference("full")(model, {"pixel_values": x}).logits
+    full = SegmentationInference(Settings("full"))(model, {"pixel_values": x}).logits
     for blend in ("gaussian", "constant"):
         sliding = SegmentationInference(
-            "sliding", roi_size=[16, 16, 8], overlap=0.5, sw_batch_size=3, blend=blend
+            Settings("sliding", roi_size=[16, 16, 8], overlap=0.5, sw_batch_size=3, blend=blend)
         )
         assert torch.allclose(sliding(model, {"pixel_values": x}).logits, full, atol=1e-5)
 
@@ -131,7 +137,7 @@ def test_sliding_window_equals_full_volume_for_a_pointwise_model():
 def test_sliding_window_matches_monai_and_mirroring_averages_flips():
     from monai.inferers import sliding_window_inference
 
-    from neurotrain_hf.models.unet import UNetConfig, UNetForSemanticSegmentation
+    from neurotrain_hf.tasks.segmentation.unet import UNetConfig, UNetForSemanticSegmentation
 
     torch.manual_seed(0)
     model = UNetForSemanticSegmentation(
@@ -139,7 +145,7 @@ def test_sliding_window_matches_monai_and_mirroring_averages_flips():
     ).eval()
     x = torch.randn(1, 1, 24, 20, 12)
     ours = SegmentationInference(
-        "sliding", roi_size=[16, 16, 8], overlap=0.25, sw_batch_size=2, pad_multiple=2
+        Settings("sliding", roi_size=[16, 16, 8], overlap=0.25, sw_batch_size=2, pad_multiple=2)
     )
     with torch.no_grad():
         got = ours(model, {"pixel_values": x}).logits
@@ -147,7 +153,7 @@ def test_sliding_window_matches_monai_and_mirroring_averages_flips():
             x, [16, 16, 8], 2, lambda t: model(pixel_values=t).logits, overlap=0.25, mode="gaussian"
         )
         assert torch.allclose(got, ref, atol=1e-6)
-        mirrored = SegmentationInference("full", mirror_axes=[0, 2], pad_multiple=2)(
+        mirrored = SegmentationInference(Settings("full", mirror_axes=[0, 2], pad_multiple=2))(
             model, {"pixel_values": x}
         ).logits
         passes = [

@@ -1,13 +1,15 @@
 """Image classification: digits, MNIST, CIFAR, image folders, ImageNet-style folders, Hub datasets."""
 
-from .. import TaskSpec, register_task
+from .. import TaskSpec
 
-register_task(
-    TaskSpec(
-        name="classification",
-        config="neurotrain_hf.tasks.classification.config:ClassificationConfig",
-        task="neurotrain_hf.tasks.classification.task:ClassificationTask",
-        sources="neurotrain_hf.tasks.classification.sources",
-        description="Image classification (digits, MNIST, CIFAR, image folders, ImageNet-style folders, Hub).",
-    )
+SPEC = TaskSpec(
+    name="classification",
+    task="neurotrain_hf.tasks.classification.task:ClassificationTask",
+    training="neurotrain_hf.tasks.classification.config:ClassificationConfig",
+    dataset="neurotrain_hf.tasks.classification.config:ClassificationDataset",
+    augmentation="neurotrain_hf.tasks.classification.config:ClassificationAugmentation",
+    sources="neurotrain_hf.tasks.classification.sources",
+    models="neurotrain_hf.tasks.classification.models",
+    default_model="simple_cnn",
+    description="Image classification (digits, MNIST, CIFAR, image folders, ImageNet-style folders, Hub).",
 )

@@ -1,13 +1,15 @@
-"""CLIP-style image-text training: contrastive (InfoNCE or SigLIP) with gathered negatives, retrieval metrics."""
+"""CLIP-style image-text training: caption folders, COCO captions, Flickr30k, Hub, synthetic shapes."""
 
-from .. import TaskSpec, register_task
+from .. import TaskSpec
 
-register_task(
-    TaskSpec(
-        name="clip",
-        config="neurotrain_hf.tasks.clip.config:ClipConfig",
-        task="neurotrain_hf.tasks.clip.task:ClipTask",
-        sources="neurotrain_hf.tasks.clip.data",
-        description="Image-text contrastive training (CLIP/SigLIP): synthetic shapes, caption folders, COCO, Flickr30k, Hub.",
-    )
+SPEC = TaskSpec(
+    name="clip",
+    task="neurotrain_hf.tasks.clip.task:ClipTask",
+    training="neurotrain_hf.tasks.clip.config:ClipConfig",
+    dataset="neurotrain_hf.tasks.clip.config:ClipDataset",
+    augmentation="neurotrain_hf.tasks.clip.config:ClipAugmentation",
+    sources="neurotrain_hf.tasks.clip.data",
+    models="neurotrain_hf.tasks.clip.models",
+    default_model="clip_tiny",
+    description="CLIP-style image-text contrastive training (caption folders, COCO, Flickr30k, Hub).",
 )

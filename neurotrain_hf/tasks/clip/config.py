@@ -1,26 +1,59 @@
-"""``ClipConfig``: the ``[training]`` section of CLIP/SigLIP image-text experiments."""
+"""The CLIP task's sections: ``[training]`` (``ClipConfig``), ``[dataset]`` and ``[augmentation]``."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ...config.fields import ColumnFields, ImageOpsFields
+from ...config.sections import AugmentationConfig, DatasetConfig
 from ...errors import ConfigError
 from ...trainer.neuro_config import NeuroTrainingArguments
+from . import loss as _loss  # noqa: F401  (registers the contrastive losses)
+from . import metrics as _metrics  # noqa: F401  (registers the retrieval metric family)
 
 DEFAULT_METRICS = ["clip_retrieval", "zero_shot_accuracy"]
+
+
+@dataclass
+class ClipDataset(ColumnFields, DatasetConfig):
+    """``[dataset]`` of CLIP: images with one or more captions each (and optional class labels)."""
+
+    name: str = field(
+        default="synthetic_shapes",
+        metadata={"help": "Registered dataset name; `neurotrain list datasets` shows them."},
+    )
+    caption_column: str | None = field(
+        default=None,
+        metadata={
+            "help": "Caption column of image-text data (a string or a list of strings per image); "
+            "default: `captions`, `caption`, `text` or `sentences`, whichever exists."
+        },
+    )
+    sampling_seed: int = field(
+        default=0,
+        metadata={"help": "Seed of the embedded synthetic dataset's images and captions.", "min": 0},
+    )
+
+
+@dataclass
+class ClipAugmentation(ImageOpsFields, AugmentationConfig):
+    """``[augmentation]`` of CLIP: random v2 ops on the training images; ``resize`` sets the image size of a
+    model built from a config (default: the model's own)."""
 
 
 @dataclass
 class ClipConfig(NeuroTrainingArguments):
     """Contrastive image-text training with open_clip's options, retrieval recall@k and zero-shot accuracy."""
 
+    metric_families = ("retrieval",)
+    loss_kinds = ("contrastive",)
+
     loss: str = field(
         default="infonce",
         metadata={
-            "help": "`infonce`: CLIP's symmetric cross-entropy with a learnable temperature (clamped to "
-            "[0, ln 100] as open_clip); `siglip`: the pairwise sigmoid loss (needs a model with a "
-            "`logit_bias`, e.g. SiglipModel).",
-            "choices": ["infonce", "siglip"],
+            "help": "A contrastive loss of the registry: `infonce` (CLIP's symmetric cross-entropy with a "
+            "learnable temperature, clamped to [0, ln 100] as open_clip) or `siglip` (the pairwise sigmoid "
+            "loss; needs a model with a `logit_bias`, e.g. SiglipModel)."
         },
     )
     gather_with_grad: bool = field(

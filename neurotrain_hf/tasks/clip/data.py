@@ -20,7 +20,7 @@ from ...config.experiment import ExperimentConfig
 from ...data.images import decode_image, drop_unreadable
 from ...data.registry import DATASETS
 from ...data.splits import add_missing_splits
-from ...data.transforms import random_ops
+from ...data.transforms import image_ops
 from ...errors import DataError
 from ..base import TaskData
 from . import sources, synthetic  # noqa: F401  (register the caption datasets)
@@ -129,19 +129,13 @@ def make_processor(config: ExperimentConfig, train: datasets.Dataset) -> Any:
         except (OSError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise DataError(f"[model] {name}: no usable processor ({first})") from None
-    vision = dict(config.model.kwargs.get("vision", {}))
-    size = config.augmentation.resize or vision.get("image_size") or _image_size(train)
+    from .models import built_image_size
+
+    size = built_image_size(name, dict(config.model.kwargs), config.augmentation.resize)
     max_length = config.training.max_text_length or DEFAULT_TEXT_LENGTH
     captions = (c for caps in train["captions"] for c in caps)
     tokenizer = train_tokenizer(captions, config.training.tokenizer_vocab_size, max_length)
     return build_processor(tokenizer, int(size))
-
-
-def _image_size(train: datasets.Dataset) -> int:
-    feature = train.features["image"]
-    if isinstance(feature, datasets.Array3D):
-        return int(min(feature.shape[:2]))
-    return 224
 
 
 def text_limit(processor: Any, config: ExperimentConfig) -> int:
@@ -192,7 +186,7 @@ class ClipTransform:
     _random: Any = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
-        self._random = random_ops(self.augmentation, 3) if self.train and self.augmentation else None
+        self._random = image_ops(self.augmentation, 3) if self.train and self.augmentation else None
 
     def _tokens(self, texts: list[str]) -> dict[str, torch.Tensor]:
         return self.processor.tokenizer(

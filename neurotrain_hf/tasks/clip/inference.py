@@ -31,6 +31,33 @@ def text_embeddings(
     return F.normalize(features(model.get_text_features(input_ids=input_ids, **kwargs)), dim=-1)
 
 
+def prompt_tokens(tokenizer: Any, labels: list[str], templates: list[str], max_length: int) -> dict[str, Any]:
+    """The zero-shot prompts (every template of every label, label-major) as padded token ids."""
+    prompts = [t.format(label) for label in labels for t in templates]
+    return tokenizer(
+        prompts, padding="max_length", truncation=True, max_length=max_length, return_tensors="pt"
+    )
+
+
+def class_embeddings(
+    model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: Any, labels: int
+) -> torch.Tensor:
+    """Zero-shot classifier: each label's prompt embeddings (unit) averaged over its templates, unit length."""
+    emb = text_embeddings(model, input_ids, attention_mask)
+    return F.normalize(emb.view(labels, len(emb) // labels, -1).mean(1), dim=-1)
+
+
+def zero_shot_probabilities(
+    model: torch.nn.Module, image_embeds: torch.Tensor, classes: torch.Tensor
+) -> torch.Tensor:
+    """(images, labels) probabilities: the softmax of ``logit_scale * cosine`` over the labels (SigLIP
+    models: the sigmoid of ``logit_scale * cosine + logit_bias``), as ``pipeline("zero-shot-image-
+    classification")`` scores them."""
+    logits = image_embeds @ classes.T * model.logit_scale.exp()
+    bias = getattr(model, "logit_bias", None)
+    return torch.sigmoid(logits + bias) if bias is not None else logits.softmax(-1)
+
+
 class ClipInference(Inference):
     """Training batches go through ``forward``; evaluation batches through the two towers separately."""
 
@@ -42,8 +69,17 @@ class ClipInference(Inference):
         if "input_ids" in inputs:
             return model(**self.model_inputs(inputs))
         module = getattr(model, "module", model)  # DDP wrapper: the towers are methods of the model
-        if "caption_input_ids" not in inputs:  # images only (the Predictor)
-            return {"image_embeds": image_embeddings(module, inputs["pixel_values"])}
+        if "caption_input_ids" not in inputs:  # images (the Predictor), and its zero-shot prompts
+            out = {"image_embeds": image_embeddings(module, inputs["pixel_values"])}
+            if inputs.get("prompt_input_ids") is not None:
+                classes = class_embeddings(
+                    module,
+                    inputs["prompt_input_ids"],
+                    inputs.get("prompt_attention_mask"),
+                    inputs["prompt_labels"],
+                )
+                out["zero_shot"] = zero_shot_probabilities(module, out["image_embeds"], classes)
+            return out
         return {
             "image_embeds": image_embeddings(module, inputs["pixel_values"]),
             "text_embeds": text_embeddings(

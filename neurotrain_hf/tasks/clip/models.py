@@ -19,10 +19,13 @@ from .processor import BOS_ID, EOS_ID, PAD_ID
 ClipBuilder = Callable[..., Any]
 CLIP_MODELS: Registry[ClipBuilder] = Registry("CLIP model")
 register_clip_model = CLIP_MODELS.register
+MAX_IMAGE_TOKENS = 1024  # patches per image of a built model (ViT-L/14 at 448 px has 1,024)
+DEFAULTS: dict[str, dict[str, Any]] = {}  # builder name -> its default kwargs (vision image/patch size)
 TOWERS = {"image": ("vision_model", "visual_projection"), "text": ("text_model", "text_projection")}
 TINY = {
     "text": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 3, "num_attention_heads": 4},
     "vision": {
+        "image_size": 32,
         "patch_size": 4,
         "hidden_size": 64,
         "intermediate_size": 128,
@@ -72,6 +75,23 @@ def _clip(defaults: dict[str, Any]) -> ClipBuilder:
 
 register_clip_model("clip")(_clip({}))
 register_clip_model("clip_tiny")(_clip(TINY))
+DEFAULTS.update(clip={}, clip_tiny=TINY, siglip_tiny=TINY)
+
+
+def built_image_size(name: str, kwargs: dict[str, Any], resize: int | None) -> int:
+    """The image size of a model built from a config: ``[augmentation] resize``, else the model's own
+    (``[model] kwargs`` vision.image_size, else the builder's default: 32 for the tiny models, 224 for
+    ``clip``). A size whose patch count would explode the vision tower's tokens is refused in one line."""
+    vision = {**DEFAULTS.get(name, {}).get("vision", {}), **dict(kwargs.get("vision", {}))}
+    size = int(resize or vision.get("image_size") or 224)
+    patch = int(vision.get("patch_size") or 32)
+    tokens = (size // patch) ** 2
+    if tokens > MAX_IMAGE_TOKENS:
+        raise ConfigError(
+            f"[model] {name}: {size} px images in {patch} px patches make {tokens} tokens per image (at most "
+            f"{MAX_IMAGE_TOKENS}); set [augmentation] resize (e.g. {patch * 16}) or a larger vision.patch_size"
+        )
+    return size
 
 
 @register_clip_model("siglip_tiny")

@@ -38,6 +38,7 @@ def train_tokenizer(captions: Iterable[str], vocab_size: int, max_length: int) -
         pad_token=SPECIAL_TOKENS[PAD_ID],
         unk_token=SPECIAL_TOKENS[UNK_ID],
         model_max_length=max_length,
+        model_input_names=["input_ids", "attention_mask"],  # what CLIPModel takes (pipelines pass them all)
     )
 
 

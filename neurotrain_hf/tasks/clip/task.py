@@ -1,33 +1,47 @@
 """``ClipTask``: the CLIP hooks the generic runner, Tester and Predictor call.
 
 The saved folder loads with ``CLIPModel.from_pretrained`` (or ``AutoModel``) and
-``CLIPProcessor.from_pretrained``; the zero-shot label set and templates used in evaluation are
-recorded in its config (``neurotrain_zero_shot``).
+``CLIPProcessor.from_pretrained`` (and in ``pipeline("zero-shot-image-classification")``); the zero-shot
+label set and templates used in evaluation are the model's settings, recorded once in its config
+(``neurotrain_zero_shot``), and the Predictor scores them as that pipeline does.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..base import Task, TaskData
+from ..base import SampleBatch, TaskData, TestOutputs, loss_text
+from ..image_task import ImageTask
 from .data import prepare
-from .inference import ClipInference
+from .inference import ClipInference, prompt_tokens
 from .models import build_clip_model
 from .processor import BOS_ID, EOS_ID
 from .trainer import ClipTrainer
 
 ZERO_SHOT_KEY = "neurotrain_zero_shot"
+DEFAULT_TEMPLATES = ["a photo of a {}."]
+LORA_TARGETS = ["q_proj", "v_proj"]  # the attention projections of both towers
 
 
-class ClipTask(Task):
+class ClipTask(ImageTask):
     """Image-text pairs -> aligned embeddings; models load with ``AutoModel`` (CLIPModel, SiglipModel)."""
 
     name = "clip"
     auto_model = "AutoModel"
+    processor_class = "AutoProcessor"
     hub_task = "zero-shot-image-classification"
     description = "CLIP-style image-text"
+
+    @classmethod
+    def claims(cls, model_config: dict[str, Any]) -> bool:
+        return bool(model_config.get("text_config") and model_config.get("vision_config"))
+
+    def lora_targets(self, model: Any) -> list[str]:
+        return list(LORA_TARGETS)
 
     def metric_protocol(self, key: str, config: dict[str, Any]) -> str:
         if "recall@" in key:
@@ -82,13 +96,84 @@ class ClipTask(Task):
     def inference(self, model_config: Any = None) -> ClipInference:
         return ClipInference()
 
-    def predictions(self, outputs: Any, model: Any) -> list[dict[str, Any]]:
-        """One unit image embedding per input (rank texts or images against it)."""
-        return [{"embedding": e.float().cpu().tolist()} for e in outputs["image_embeds"]]
+    def settings(self, model_config: Any) -> dict[str, Any]:
+        """The zero-shot labels (possibly none) and prompt templates saved with the model."""
+        saved = getattr(model_config, ZERO_SHOT_KEY, None) or {}
+        return {
+            "labels": list(saved.get("labels") or []),
+            "templates": list(saved.get("templates") or DEFAULT_TEMPLATES),
+        }
+
+    def preprocess(self, processor: Any, items: Sequence[Any], settings: Any = None) -> dict[str, Any]:
+        """Images as the pipelines load them (upright RGB), and the zero-shot prompts when labels are set."""
+        from PIL import Image, ImageOps
+
+        from ...data.images import decode_image
+
+        images = []
+        for item in items:
+            if isinstance(item, (str, Path)):
+                item = Image.open(item)
+            if isinstance(item, Image.Image):
+                images.append(ImageOps.exif_transpose(item).convert("RGB"))
+            else:  # arrays and tensors: our decoder (any depth), as 8-bit RGB
+                pixels = decode_image(item, 3)
+                pixels = (pixels * 255).round() if pixels.is_floating_point() else pixels
+                images.append(Image.fromarray(pixels.permute(1, 2, 0).numpy().astype("uint8")))
+        inputs = dict(processor.image_processor(images=images, return_tensors="pt"))
+        if settings and settings["labels"]:
+            tokenizer = processor.tokenizer
+            tokens = prompt_tokens(
+                tokenizer, settings["labels"], settings["templates"], tokenizer.model_max_length
+            )
+            inputs.update(
+                prompt_input_ids=tokens["input_ids"],
+                prompt_attention_mask=tokens.get("attention_mask"),
+                prompt_labels=len(settings["labels"]),
+            )
+        return inputs
+
+    def predictions(self, outputs: Any, model: Any, inputs=None, settings=None) -> list[dict[str, Any]]:
+        """Per image: its unit embedding and, with zero-shot labels, each label's probability."""
+        labels = (settings or self.settings(model.config))["labels"]
+        records = [{"embedding": e.float().cpu().tolist()} for e in outputs["image_embeds"]]
+        if "zero_shot" in outputs:
+            for record, probs in zip(records, outputs["zero_shot"].float().cpu().tolist()):
+                record["zero_shot"] = dict(zip(labels, probs))
+        return records
 
     def summary(self, record: dict[str, Any]) -> dict[str, Any]:
         emb = record["embedding"]
-        return {"embedding_dim": len(emb), "embedding_head": [round(v, 4) for v in emb[:4]]}
+        out: dict[str, Any] = {"embedding_dim": len(emb), "embedding_head": [round(v, 4) for v in emb[:4]]}
+        if record.get("zero_shot"):
+            ranked = sorted(record["zero_shot"].items(), key=lambda kv: -kv[1])
+            out["zero_shot"] = [{"label": k, "score": round(v, 6)} for k, v in ranked[:5]]
+        return out
+
+    def sample_records(self, batch: SampleBatch, out: TestOutputs) -> list[dict[str, Any]]:
+        """Per image: caption count, mean similarity to its captions, zero-shot label, loss."""
+        image = batch.predictions["image_embeds"]
+        labels = batch.references.get("labels") if batch.references else None
+        names = list(out.info.label_names)
+        rows = []
+        for k, index in enumerate(batch.indices):
+            texts = batch.predictions["text_embeds"][k]
+            row = {
+                "index": index,
+                "captions": len(texts),
+                "matched_similarity": f"{float((texts @ image[k]).mean()):.6f}",
+                "loss": loss_text(batch.losses, k),
+            }
+            if "zero_shot" in batch.predictions and labels is not None:
+                pred = int(batch.predictions["zero_shot"][k].argmax())
+                row.update(label=names[int(labels[k])], zero_shot=names[pred])
+            rows.append(row)
+        return rows
+
+    def build_demo(self, folder: Path, model_name: str, examples: Any = None, **options: Any) -> Any:
+        from .demo import build_demo
+
+        return build_demo(folder, model_name, examples, **options)
 
     def probe_inputs(self, model: Any) -> dict[str, Any]:
         vision, text = model.config.vision_config, model.config.text_config

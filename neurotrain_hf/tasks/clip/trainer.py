@@ -11,16 +11,16 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from transformers import TrainerCallback
 
 from ...errors import ConfigError
+from ...losses import LOSSES, LossOptions
 from ...metrics.registry import StreamingMetrics
 from ...trainer.neuro_config import deepspeed_requested
 from ...trainer.neuro_trainer import NeuroTrainer
 from .config import ClipConfig
-from .inference import ClipInference, text_embeddings
-from .loss import LOSSES, MAX_LOGIT_SCALE
+from .inference import ClipInference, class_embeddings, prompt_tokens
+from .loss import MAX_LOGIT_SCALE
 from .models import freeze_tower
 
 
@@ -54,7 +54,7 @@ class ClipTrainer(NeuroTrainer):
         self.processor = processor
         self.class_names = list(label_names or [])
         self.max_length = max_length
-        self.contrastive = LOSSES[args.loss]
+        self.contrastive = LOSSES.get(args.loss).factory(LossOptions())
         self._logit_params: dict[str, torch.Tensor] = {}
         core = getattr(model, "get_base_model", lambda: model)()
         if args.loss == "siglip" and getattr(core, "logit_bias", None) is None:
@@ -65,7 +65,8 @@ class ClipTrainer(NeuroTrainer):
         freeze_tower(model, args.freeze)
         core.register_forward_hook(self._keep_logit_params)
         names = list(args.metrics or [])
-        kwargs.setdefault("metrics", StreamingMetrics(names, k_values=args.retrieval_k) if names else None)
+        metrics = StreamingMetrics(names, args.metric_families, k_values=args.retrieval_k) if names else None
+        kwargs.setdefault("metrics", metrics)
         kwargs.setdefault("inference", ClipInference())
         callbacks = list(callbacks or [])
         if not deepspeed_requested(args):  # DeepSpeed keeps its own copy of the weights
@@ -82,12 +83,14 @@ class ClipTrainer(NeuroTrainer):
     def pair_loss(self, image_embeds: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tensor:
         """The configured contrastive loss of a batch of matching (image, text) embeddings."""
         params = self._logit_params
-        options = {"gather_with_grad": self.args.gather_with_grad, "local_loss": self.args.local_loss}
-        if self.args.loss == "siglip":
-            return self.contrastive(
-                image_embeds, text_embeds, params["logit_scale"], params["logit_bias"], **options
-            )
-        return self.contrastive(image_embeds, text_embeds, params["logit_scale"], **options)
+        return self.contrastive(
+            image_embeds,
+            text_embeds,
+            params["logit_scale"],
+            params.get("logit_bias"),
+            gather_with_grad=self.args.gather_with_grad,
+            local_loss=self.args.local_loss,
+        )
 
     def count_items(self, inputs: dict[str, Any]) -> None:
         return None  # a batch-level loss: gradient accumulation averages over micro-batches
@@ -102,15 +105,14 @@ class ClipTrainer(NeuroTrainer):
         """Zero-shot classifier: each class's prompt-template embeddings averaged, unit length."""
         if not self.class_names or self.processor is None:
             return None
-        templates = self.args.zero_shot_templates
-        prompts = [t.format(name) for name in self.class_names for t in templates]
-        tokens = self.processor.tokenizer(
-            prompts, padding="max_length", truncation=True, max_length=self.max_length, return_tensors="pt"
+        tokens = prompt_tokens(
+            self.processor.tokenizer, self.class_names, list(self.args.zero_shot_templates), self.max_length
         ).to(self.args.device)
         module = getattr(model, "module", model)
         with torch.no_grad():
-            emb = text_embeddings(module, tokens["input_ids"], tokens.get("attention_mask"))
-        return F.normalize(emb.view(len(self.class_names), len(templates), -1).mean(1), dim=-1)
+            return class_embeddings(
+                module, tokens["input_ids"], tokens.get("attention_mask"), len(self.class_names)
+            )
 
     def evaluation_loop(
         self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"
@@ -128,38 +130,17 @@ class ClipTrainer(NeuroTrainer):
             self.inference.class_embeds = None
 
     def per_item_loss(self, outputs: Any, inputs: dict[str, Any], batch_size: int) -> torch.Tensor | None:
-        """InfoNCE of each image against its first caption within the batch (this process's batch)."""
-        scale = getattr(self.accelerator.unwrap_model(self.model), "logit_scale", None)
-        if scale is None or not scale.numel() or batch_size < 2 or self.args.loss != "infonce":
+        """The training loss of each image against its first caption, within this process's batch."""
+        core = self.accelerator.unwrap_model(self.model)
+        scale = getattr(core, "logit_scale", None)
+        if scale is None or not scale.numel() or batch_size < 2:
             return None
         owner = inputs["caption_owner"]
         first = torch.ones_like(owner, dtype=torch.bool)
         first[1:] = owner[1:] != owner[:-1]
         image, text = outputs["image_embeds"], outputs["text_embeds"][first]
-        logits = scale.clamp(0, MAX_LOGIT_SCALE).exp() * image @ text.T
-        targets = torch.arange(len(image), device=image.device)
-        return (
-            F.cross_entropy(logits, targets, reduction="none")
-            + F.cross_entropy(logits.T, targets, reduction="none")
-        ) / 2
-
-    def sample_records(self, indices, predictions, references, losses, inputs=None) -> list[dict[str, Any]]:
-        image = predictions["image_embeds"]
-        rows = []
-        labels = references.get("labels") if references else None
-        for k, index in enumerate(indices):
-            texts = predictions["text_embeds"][k]
-            row = {
-                "index": index,
-                "captions": len(texts),
-                "matched_similarity": f"{float((texts @ image[k]).mean()):.6f}",
-                "loss": f"{float(losses[k]):.6f}" if losses is not None else "",
-            }
-            if "zero_shot" in predictions and labels is not None:
-                pred = int(predictions["zero_shot"][k].argmax())
-                row.update(label=self.class_names[int(labels[k])], zero_shot=self.class_names[pred])
-            rows.append(row)
-        return rows
+        bias = getattr(core, "logit_bias", None)
+        return self.contrastive(image, text, scale, bias, gather=False, reduction="none")
 
 
 __all__ = ["ClipTrainer"]

@@ -6,7 +6,7 @@ or RLE). Training samples go through ``torchvision.transforms.v2`` with ``tv_ten
 visible (others are dropped and counted), flips and colour jitter from ``[augmentation]``, then the
 processor's letterbox. Targets are the transformers DETR convention (``class_labels``, ``boxes`` as
 normalised cx, cy, w, h of the canvas, ``masks``); evaluation batches also carry each image's reference
-objects in its own pixels (crowd regions included, for the COCO protocol), its scale and size.
+objects in its own pixels (crowd regions included, for the COCO protocol) and its size.
 Random draws come from torch's RNG, seeded per batch by the loader (exact resume).
 """
 
@@ -25,8 +25,6 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from ...config.experiment import ExperimentConfig
-from ...config.sections import AugmentationConfig
-from ...data.detection_processor import NeuroDetectionProcessor
 from ...data.images import decode_image
 from ...data.registry import DATASETS
 from ...data.splits import add_missing_splits
@@ -34,6 +32,8 @@ from ...errors import DataError
 from ..base import TaskData
 from . import sources as _sources  # noqa: F401  (registers coco, voc, yolo, hub_detection)
 from . import synthetic as _synthetic  # noqa: F401  (registers synthetic_shapes_detection)
+from .config import DetectionAugmentation
+from .processor import NeuroDetectionProcessor
 
 logger = logging.getLogger(__name__)
 MASK_MODELS = ("maskrcnn",)
@@ -96,7 +96,7 @@ class DetectionTransform:
     """``image``/``objects`` rows -> ``pixel_values``, ``pixel_mask``, ``labels`` (+ references when evaluating)."""
 
     processor: NeuroDetectionProcessor
-    aug: AugmentationConfig
+    aug: DetectionAugmentation
     train: bool = False
     masks: bool = False
     crop_probability: float = 0.0
@@ -161,7 +161,7 @@ class DetectionTransform:
             target["masks"] = full
         out = {"pixel_values": canvas, "pixel_mask": pixel_mask, "labels": target}
         if reference is not None:
-            out.update(reference=reference, scale=scale, original_size=(h, w))
+            out.update(reference=reference, original_size=(h, w))
         return out
 
     def __call__(self, batch: dict) -> dict:
@@ -173,7 +173,6 @@ class DetectionTransform:
         }
         if not self.train:
             out["references"] = [s["reference"] for s in samples]
-            out["scale"] = torch.tensor([s["scale"] for s in samples], dtype=torch.float64)
             out["original_size"] = torch.tensor([s["original_size"] for s in samples], dtype=torch.long)
             out["image_id"] = torch.as_tensor(np.asarray(batch["image_id"], dtype=np.int64))
         return out
@@ -183,14 +182,14 @@ def prepare(config: ExperimentConfig) -> TaskData:
     """Build and split the configured dataset; attach the train / eval transforms."""
     cfg = config.dataset
     source = DATASETS.get(cfg.name)(cfg)
-    if not source.categories:
+    if not getattr(source, "categories", None):
         raise DataError(f"[dataset] {cfg.name}: not a detection dataset (no categories)")
     dsd = datasets.DatasetDict({k: v for k, v in source.splits.items() if k == "train" or len(v)})
     dsd = add_missing_splits(dsd, cfg, config.basic.seed)
     if len(dsd["train"]) == 0:
         raise DataError(f"[dataset] {cfg.name}: the train split is empty")
-    args = config.training
-    processor = NeuroDetectionProcessor(image_size=args.image_size)
+    aug = config.augmentation
+    processor = NeuroDetectionProcessor(image_size=aug.image_size)
     masks = config.model.name in MASK_MODELS
     if masks and not any(
         any(s) for s in dsd["train"].with_format(None)["objects"][:200] for s in [s["segmentation"]]
@@ -205,11 +204,11 @@ def prepare(config: ExperimentConfig) -> TaskData:
             config.augmentation,
             train=name == "train",
             masks=masks,
-            crop_probability=args.crop_probability,
-            min_visible=args.min_visible,
+            crop_probability=aug.crop_probability,
+            min_visible=aug.min_visible,
         )
         split.set_transform(transform, columns=COLUMNS)
-    skipped = list(getattr(source, "skipped", []))
+    skipped = list(source.skipped)
     report = {
         "skipped_samples": len(skipped),
         "skipped": skipped[:50],

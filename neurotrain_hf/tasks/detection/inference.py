@@ -4,20 +4,49 @@ DETR-family models (transformers) give query logits and normalised cx, cy, w, h 
 scores with a softmax over classes plus "no object", the others (Conditional / Deformable DETR, RT-DETR)
 with sigmoids and a top-k over queries x classes, as their processors' ``post_process_object_detection``.
 torchvision detectors return their detections directly. Then: score threshold, class-wise NMS
-(``torchvision.ops.batched_nms``), ``max_detections``, and canvas -> image pixels (``to_original``).
+(``torchvision.ops.batched_nms``), ``max_detections``, and canvas -> image pixels (``to_original``, the
+letterbox scale being the canvas side over the image's longer side). The settings are one
+``DetectionSettings`` saved in the model's ``config.json``, read by evaluation, the Tester, the
+Predictor, the processor's ``post_process_object_detection`` (``transformers.pipeline``) and the demo.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import torch
 from torchvision.ops import batched_nms, box_convert
 
-from ...data.detection_processor import NeuroDetectionProcessor
 from ...trainer.inference import Inference
+from .processor import NeuroDetectionProcessor
 
 SOFTMAX_MODELS = ("detr", "table-transformer", "yolos")
+SETTINGS_KEY = "neurotrain_inference"
+
+
+@dataclass
+class DetectionSettings:
+    """Which detections a detection model reports (saved in ``config.json``)."""
+
+    score_threshold: float = 0.05
+    nms_threshold: float = 0.5
+    max_detections: int = 100
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None) -> DetectionSettings:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in (values or {}).items() if k in known})
+
+    @classmethod
+    def of(cls, model_config: Any) -> DetectionSettings:
+        return cls.from_dict(getattr(model_config, SETTINGS_KEY, None))
+
+    def save(self, model_config: Any) -> None:
+        setattr(model_config, SETTINGS_KEY, self.to_dict())
 
 
 def decode_queries(outputs: Any, model_type: str, size: int, top_k: int) -> list[dict[str, torch.Tensor]]:
@@ -41,21 +70,13 @@ def decode_queries(outputs: Any, model_type: str, size: int, top_k: int) -> list
 class DetectionInference(Inference):
     """Detections per image (score threshold, class-wise NMS, top ``max_detections``), in image pixels."""
 
-    def __init__(
-        self,
-        image_size: int = 128,
-        score_threshold: float = 0.05,
-        nms_threshold: float = 0.5,
-        max_detections: int = 100,
-        model_type: str = "",
-    ) -> None:
+    def __init__(self, settings: DetectionSettings | None = None, model_type: str = "") -> None:
         super().__init__(("pixel_values", "pixel_mask"))
-        self.image_size, self.score_threshold = int(image_size), float(score_threshold)
-        self.nms_threshold, self.max_detections = float(nms_threshold), int(max_detections)
+        self.settings = settings or DetectionSettings()
         self.model_type = model_type
 
     def __call__(self, model: torch.nn.Module, inputs: dict[str, Any]) -> dict[str, Any]:
-        """``{"loss", "outputs", "scale", "original_size"}``: the model's outputs and what maps them back."""
+        """``{"loss", "outputs", "canvas", "original_size"}``: the model's outputs and what maps them back."""
         kwargs = self.model_inputs(inputs)
         if inputs.get("labels") is not None:
             kwargs["labels"] = inputs["labels"]  # the evaluation loss
@@ -64,33 +85,33 @@ class DetectionInference(Inference):
         return {
             "loss": loss,
             "outputs": outputs,
-            "scale": inputs.get("scale"),
+            "canvas": int(inputs["pixel_values"].shape[-1]),
             "original_size": inputs.get("original_size"),
         }
 
     def records(self, result: dict[str, Any]) -> list[dict[str, torch.Tensor]]:
-        """Per image: detections in its own pixels."""
-        dets = self.detections(result["outputs"], self.model_type)
-        return [
-            self.to_original(d, float(s), size)
-            for d, s, size in zip(dets, result["scale"].tolist(), result["original_size"].tolist())
-        ]
+        """Per image: detections in its own pixels (``original_size``: (height, width) per image)."""
+        canvas = int(result["canvas"])
+        dets = self.detections(result["outputs"], self.model_type, canvas)
+        sizes = torch.as_tensor(result["original_size"]).tolist()
+        return [self.to_original(d, canvas / max(size), size) for d, size in zip(dets, sizes)]
 
-    def detections(self, outputs: Any, model_type: str) -> list[dict[str, torch.Tensor]]:
+    def detections(self, outputs: Any, model_type: str, canvas: int) -> list[dict[str, torch.Tensor]]:
         """Canvas detections after the score threshold, class-wise NMS and the top-k."""
+        s = self.settings
         found = outputs.get("detections") if isinstance(outputs, dict) else None
-        raw = found if found is not None else decode_queries(outputs, model_type, self.image_size, 300)
+        raw = found if found is not None else decode_queries(outputs, model_type, canvas, 300)
         out = []
         for det in raw:
-            keep = det["scores"] >= self.score_threshold
+            keep = det["scores"] >= s.score_threshold
             det = {k: v[keep] for k, v in det.items()}
-            if self.nms_threshold < 1.0 and len(det["scores"]):
+            if s.nms_threshold < 1.0 and len(det["scores"]):
                 order = batched_nms(
-                    det["boxes"].float(), det["scores"].float(), det["labels"], self.nms_threshold
+                    det["boxes"].float(), det["scores"].float(), det["labels"], s.nms_threshold
                 )
             else:
                 order = det["scores"].argsort(descending=True)
-            order = order[: self.max_detections]
+            order = order[: s.max_detections]
             out.append({k: v[order] for k, v in det.items()})
         return out
 

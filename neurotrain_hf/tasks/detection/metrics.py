@@ -12,17 +12,17 @@ from typing import Any
 
 from ...errors import ConfigError
 from ...metrics.detection import SUMMARY_KEYS, DetectionAccumulator
-from ...metrics.registry import merge_state
+from ...metrics.registry import merge_state, register_family
 
 BOX_METRICS = (*SUMMARY_KEYS, "f1_50", "f1_75")
+ALL_METRICS = (*BOX_METRICS, *(f"segm_{n}" for n in BOX_METRICS))
 
 
 class DetectionMetrics:
     """Streaming COCO evaluation of per-image prediction / reference dicts (image pixels, xyxy)."""
 
     def __init__(self, names: Sequence[str], masks: bool = False, score_threshold: float = 0.5) -> None:
-        known = [*BOX_METRICS, *(f"segm_{n}" for n in BOX_METRICS)]
-        unknown = sorted(set(names) - set(known))
+        unknown = sorted(set(names) - set(ALL_METRICS))
         if unknown:
             raise ConfigError(
                 f"[training] metrics: unknown {unknown}; detection has {', '.join(BOX_METRICS)} (and segm_*)"
@@ -47,8 +47,11 @@ class DetectionMetrics:
         if self.masks is not None:
             merge_state(self.masks, other.masks)
 
-    def compute(self) -> dict[str, float]:
+    def compute(self, keys: Sequence[str] | None = None) -> dict[str, float]:
         out = {k: v for k, v in self.boxes.compute().items() if k in self.names}
         if self.masks is not None:
             out.update({f"segm_{k}": v for k, v in self.masks.compute().items() if f"segm_{k}" in self.names})
         return out
+
+
+register_family("detection", ALL_METRICS)(DetectionMetrics)  # built from the names and the trainer's options

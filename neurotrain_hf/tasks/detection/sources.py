@@ -28,6 +28,15 @@ from ...data.registry import DatasetSource, register_dataset
 from ...data.splits import SPLITS, load_hub
 from ...errors import DataError
 
+
+@dataclass
+class DetectionSource(DatasetSource):
+    """A detection source's splits, its categories (index = training label) and the boxes it clipped."""
+
+    categories: list[str] = field(default_factory=list)
+    clipped: int = 0
+
+
 IMAGE_TYPE = datasets.Image(decode=False)
 OBJECT_FEATURES = {
     "bbox": datasets.Sequence(datasets.Value("float32"), length=4),
@@ -213,8 +222,13 @@ def _source(checks: Checks, splits: dict[str, list[Item]], categories: list[str]
     out = {s: _finish(splits[s], checks, len(categories), cap) for s in SPLITS if splits.get(s)}
     if not out.get("train"):
         raise _error(checks.name, f"no training images found ({len(checks.skipped)} bad samples skipped)")
-    source = DatasetSource(datasets.DatasetDict(out), label_column="objects", categories=list(categories))
-    source.skipped, source.clipped = checks.skipped, checks.clipped
+    source = DetectionSource(
+        datasets.DatasetDict(out),
+        label_column="objects",
+        skipped=checks.skipped,
+        categories=list(categories),
+        clipped=checks.clipped,
+    )
     return source
 
 

@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw
 
 from ...config.sections import DatasetConfig
 from ...data.registry import DatasetSource, register_dataset
-from .sources import detection_split
+from .sources import DetectionSource, detection_split
 
 NAME = "synthetic_shapes_detection"
 CATEGORIES = ["circle", "square", "triangle"]
@@ -96,6 +96,7 @@ def synthetic_shapes_detection(cfg: DatasetConfig) -> DatasetSource:
     for split, size in SPLIT_SIZES.items():
         n = min(size, cfg.max_samples) if cfg.max_samples else size
         splits[split] = detection_split([_image(split, i) for i in range(n)])
-    source = DatasetSource(datasets.DatasetDict(splits), label_column="objects", categories=list(CATEGORIES))
-    source.skipped, source.clipped = [], 0
+    source = DetectionSource(
+        datasets.DatasetDict(splits), label_column="objects", categories=list(CATEGORIES)
+    )
     return source

@@ -1,7 +1,9 @@
 """``DetectionTask``: the detection hooks the generic runner, Tester and Predictor call.
 
-Inference settings (canvas size, score threshold, NMS, max detections) are written into the saved
-``config.json`` (``neurotrain_inference``), so the Predictor reproduces the Tester from the folder alone.
+The score threshold, NMS and the number of detections are one ``DetectionSettings`` object written into
+the saved ``config.json``; the canvas size lives with the processor (``[augmentation] image_size``), and
+torchvision detectors are built for it. The Tester writes the COCO results json of the split (merged from
+every rank's part), the split as COCO ground truth, per-image rows and drawings.
 """
 
 from __future__ import annotations
@@ -10,21 +12,30 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ..base import Task, TaskData
+import torch
+
+from ...errors import ConfigError
+from ..base import SampleBatch, TaskData, TestOutputs
+from ..image_task import ImageTask
+from . import outputs
 from .data import prepare
-from .inference import DetectionInference
+from .inference import DetectionInference, DetectionSettings
 from .trainer import DetectionTrainer
 
 TORCHVISION_DETECTORS = ("fasterrcnn", "retinanet", "fcos", "maskrcnn")
 
 
-class DetectionTask(Task):
+class DetectionTask(ImageTask):
     """Images -> boxes (and masks); models load with ``AutoModelForObjectDetection``."""
 
     name = "detection"
     auto_model = "AutoModelForObjectDetection"
     hub_task = "object-detection"
     description = "object detection"
+
+    @classmethod
+    def claims(cls, model_config: dict[str, Any]) -> bool:
+        return any(a.endswith("ForObjectDetection") for a in model_config.get("architectures") or [])
 
     def metric_protocol(self, key: str, config: dict[str, Any]) -> str:
         kind = "instance masks" if key.startswith("segm_") else "boxes"
@@ -41,12 +52,18 @@ class DetectionTask(Task):
         return prepare(config)
 
     def build_model(self, config, data: TaskData) -> Any:
-        """The registry's model; torchvision detectors get the canvas size (``[training] image_size``)."""
+        """The registry's model; torchvision detectors are built for the processor's canvas."""
         from ...models import get_model
 
         kwargs = dict(config.model.kwargs or {})
+        size = data.processor.image_size
         if config.model.name in TORCHVISION_DETECTORS:
-            kwargs.setdefault("image_size", config.training.image_size)
+            if kwargs.get("image_size", size) != size:
+                raise ConfigError(
+                    f"[model] kwargs image_size = {kwargs['image_size']}: the canvas is [augmentation] image_size "
+                    f"= {size}; set it there"
+                )
+            kwargs["image_size"] = size
         return get_model(
             config.model.name,
             {**asdict(config.model), "kwargs": kwargs},
@@ -58,33 +75,40 @@ class DetectionTask(Task):
 
     def build_trainer(self, config, model, data: TaskData, callbacks: list | None = None):
         args = config.training
-        model.config.neurotrain_inference = {
-            "image_size": args.image_size,
-            "score_threshold": args.score_threshold,
-            "nms_threshold": args.nms_threshold,
-            "max_detections": args.max_detections,
-            "model_type": getattr(model.config, "model_type", ""),
-        }
+        settings = DetectionSettings(args.score_threshold, args.nms_threshold, args.max_detections)
+        settings.save(model.config)
         return DetectionTrainer(
             model,
             args,
             train_dataset=data.splits["train"],
             eval_dataset=data.splits.get("valid"),
-            label_names=data.info.label_names,
             masks=data.info.masks,
             inference=self.inference(model.config),
             callbacks=callbacks,
         )
 
-    def inference(self, model_config: Any = None) -> DetectionInference:
-        settings = dict(getattr(model_config, "neurotrain_inference", None) or {})
-        settings.setdefault("model_type", getattr(model_config, "model_type", ""))
-        return DetectionInference(**settings)
+    def settings(self, model_config: Any) -> DetectionSettings:
+        return DetectionSettings.of(model_config)
 
-    def predictions(self, outputs: Any, model: Any) -> list[dict[str, Any]]:
+    def inference(self, model_config: Any = None) -> DetectionInference:
+        return DetectionInference(DetectionSettings.of(model_config), getattr(model_config, "model_type", ""))
+
+    # --- prediction ---------------------------------------------------------------------------------
+    def preprocess(self, processor: Any, items, settings: Any = None) -> dict[str, Any]:
+        """The processor's model inputs plus each image's own (height, width)."""
+        from ...data.images import upright_hw
+
+        inputs = dict(processor(list(items), return_tensors="pt"))
+        inputs["original_size"] = torch.tensor([upright_hw(item) for item in items])
+        return inputs
+
+    def predictions(self, outputs: Any, model: Any, inputs=None, settings=None) -> list[dict[str, Any]]:
         """Per image: boxes (xyxy, image pixels), scores, labels, label names (and masks)."""
+        inference = DetectionInference(
+            settings or DetectionSettings.of(model.config), model.config.model_type
+        )
         names = getattr(model.config, "id2label", {})
-        records = self.inference(model.config).records(outputs)
+        records = inference.records(outputs)
         for record in records:
             record["label_names"] = [names.get(int(i), str(int(i))) for i in record["labels"]]
         return records
@@ -97,25 +121,24 @@ class DetectionTask(Task):
         return {"detections": len(top), "top": top[:10]}
 
     def save_prediction(self, record: dict[str, Any], source, out_dir) -> list[Path]:
-        """``<name>_detections.png``: the image with its detections drawn."""
-        import numpy as np
-
-        from ...data.images import decode_image
-        from .drawing import draw_detections
-
-        out = Path(out_dir or "predictions")
-        image = decode_image(str(source), 3).permute(1, 2, 0).numpy().astype(np.uint8)
-        names = list(dict.fromkeys(record["label_names"]))
-        mapping = {int(i): n for i, n in zip(record["labels"], record["label_names"])}
-        labels = [mapping.get(i, str(i)) for i in range(max(mapping, default=-1) + 1)] if names else []
-        return [
-            draw_detections(
-                out / f"{Path(str(source)).stem}_detections.png", image, record, None, labels, 0.0
-            )
-        ]
+        """``<name>_detections.png``: the image with its detections drawn (with ``out_dir``)."""
+        return outputs.save_prediction(record, source, out_dir)
 
     def probe_inputs(self, model: Any) -> dict[str, Any]:
-        import torch
-
-        size = (getattr(model.config, "neurotrain_inference", None) or {}).get("image_size", 64)
+        size = getattr(model.config, "image_size", None) or 64
         return {"pixel_values": torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))}
+
+    # --- test outputs ---------------------------------------------------------------------------------
+    def sample_records(self, batch: SampleBatch, out: TestOutputs) -> list[dict[str, Any]]:
+        return outputs.sample_records(batch, out)
+
+    def write_samples(self, batch: SampleBatch, out: TestOutputs) -> None:
+        outputs.write_samples(batch, out)
+
+    def finish_outputs(self, out: TestOutputs) -> None:
+        outputs.finish_outputs(out)
+
+    def build_demo(self, folder: Path, model_name: str, examples: Any = None, **options: Any) -> Any:
+        from .demo import build_demo
+
+        return build_demo(folder, model_name, examples, **options)

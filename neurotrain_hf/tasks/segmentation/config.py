@@ -1,10 +1,16 @@
-"""``SegmentationConfig``: the ``[training]`` section of 2D (and 3D) segmentation experiments."""
+"""The segmentation task's sections: ``[training]`` (``SegmentationConfig``), ``[dataset]`` (images or
+NIfTI volumes) and ``[augmentation]`` (2D v2 ops or 3D MONAI patches)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ...config.fields import ChannelFields, ColumnFields, HybridFields, ImageOpsFields, NormalizeFields
+from ...config.sections import AugmentationConfig, DatasetConfig
+from ...errors import ConfigError
+from ...losses import LossFields
 from ...trainer.neuro_config import NeuroTrainingArguments
+from . import metrics as _metrics  # noqa: F401  (registers the segmentation metric family)
 
 DEFAULT_METRICS = [
     "f1",
@@ -22,8 +28,121 @@ DEFAULT_METRICS = [
 
 
 @dataclass
-class SegmentationConfig(NeuroTrainingArguments):
-    """Segmentation: Dice + cross-entropy by default; retinal metrics inside the FOV, Dice/IoU per class."""
+class SegmentationDataset(HybridFields, ChannelFields, ColumnFields, DatasetConfig):
+    """``[dataset]`` of segmentation: image/mask pairs, or NIfTI volumes (the volume keys)."""
+
+    name: str = field(
+        default="synthetic_retina",
+        metadata={"help": "Registered dataset name; `neurotrain list datasets` shows them."},
+    )
+    split_file: str | None = field(
+        default=None,
+        metadata={
+            "help": 'Volumes: a MONAI-style split json ({"training": [{"image", "label"}], '
+            '"validation": [...]}, paths relative to root); default: the dataset\'s usual split.'
+        },
+    )
+    spacing: list[float] | None = field(
+        default=None,
+        metadata={
+            "help": "Volumes: target voxel spacing in mm (x, y, z); default: the fingerprint's median."
+        },
+    )
+    intensity: str = field(
+        default="auto",
+        metadata={
+            "help": "Volumes: normalisation. `ct` (clip to the foreground's 0.5-99.5 percentiles, z-score with "
+            "its mean/std: nnU-Net), `window` (intensity_window -> [0, 1], MONAI's tutorials), `zscore` (per "
+            "volume and channel over non-zero voxels: MR), `none`; `auto`: ct for CT, zscore otherwise.",
+            "choices": ["auto", "ct", "window", "zscore", "none"],
+        },
+    )
+    intensity_window: list[float] | None = field(
+        default=None, metadata={"help": 'Volumes, `intensity = "window"`: [low, high] (e.g. HU [-175, 250]).'}
+    )
+    crop_foreground: bool = field(
+        default=False,
+        metadata={
+            "help": "Volumes: train on the bounding box of the non-zero image voxels (skull-stripped MR)."
+        },
+    )
+    preprocessed_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Volumes: cache of preprocessed volumes, reused across runs and keyed by the files and the "
+            "preprocessing settings; default: $NEUROTRAIN_CACHE/preprocessed (~/.cache/neurotrain); `off` disables."
+        },
+    )
+
+
+@dataclass
+class SegmentationAugmentation(NormalizeFields, ImageOpsFields, AugmentationConfig):
+    """``[augmentation]`` of segmentation: 2D v2 ops moving the mask with the image, or 3D MONAI patches."""
+
+    foreground_ratio: float = field(
+        default=0.0,
+        metadata={
+            "help": "Probability that a training patch (`random_crop`, volumes: `patch_size`) is centred on "
+            "foreground.",
+            "min": 0.0,
+            "max": 1.0,
+        },
+    )
+    patch_size: list[int] | None = field(
+        default=None,
+        metadata={
+            "help": "Volumes: training patch size (x, y, z; one value = a cube); also the sliding window."
+        },
+    )
+    samples_per_volume: int = field(
+        default=1,
+        metadata={
+            "help": "Volumes: patches drawn from each loaded volume per step (RandCropByPosNegLabeld).",
+            "min": 1,
+        },
+    )
+    axis_flip: float = field(
+        default=0.0,
+        metadata={
+            "help": "Volumes: probability of flipping along each spatial axis.",
+            "min": 0.0,
+            "max": 1.0,
+        },
+    )
+    rotate90: float = field(
+        default=0.0,
+        metadata={
+            "help": "Volumes: probability of a random 90-degree rotation in the x-y plane.",
+            "min": 0.0,
+            "max": 1.0,
+        },
+    )
+    intensity_shift: float = field(
+        default=0.0,
+        metadata={
+            "help": "Volumes: random intensity offset in [-v, v] (prob. 0.5, after normalisation).",
+            "min": 0.0,
+        },
+    )
+    intensity_scale: float = field(
+        default=0.0,
+        metadata={
+            "help": "Volumes: random intensity scale factor in [1 - v, 1 + v] (prob. 0.5).",
+            "min": 0.0,
+        },
+    )
+
+
+@dataclass
+class SegmentationConfig(LossFields, NeuroTrainingArguments):
+    """Segmentation: Dice + cross-entropy by default; retinal metrics inside the FOV, Dice/IoU per class.
+
+    The threshold, inference and ``post_*`` keys become the model's ``SegmentationSettings``, saved once
+    in its ``config.json`` and read by evaluation, the Tester, the Predictor, pipelines and demos.
+    """
+
+    metric_families = ("segmentation",)
+    loss_kinds = ("dense",)
 
     loss: str = field(
         default="dice+ce",
@@ -68,10 +187,11 @@ class SegmentationConfig(NeuroTrainingArguments):
             "(e.g. [0, 1, 2]: 8 passes, as nnU-Net); evaluation, testing and the Predictor."
         },
     )
-    threshold: float = field(
+    threshold: float | str = field(
         default=0.5,
         metadata={
-            "help": "Foreground probability threshold of binary (sigmoid) heads.",
+            "help": "Foreground probability threshold of binary (sigmoid) heads, or `best`: the threshold of "
+            "the best validation F1 (chosen when training ends, saved with the model; 0.5 while training).",
             "min": 0.0,
             "max": 1.0,
         },
@@ -126,3 +246,10 @@ class SegmentationConfig(NeuroTrainingArguments):
             "max": 3,
         },
     )
+
+    def __post_init__(self) -> None:
+        if isinstance(self.threshold, str) and self.threshold != "best":
+            raise ConfigError(
+                f"[training] threshold = {self.threshold!r}: expected a number in [0, 1] or 'best'"
+            )
+        super().__post_init__()

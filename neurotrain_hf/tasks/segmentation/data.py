@@ -26,6 +26,7 @@ from . import sources as _sources  # noqa: F401  (registers the official layouts
 from . import synthetic as _synthetic  # noqa: F401  (registers synthetic_retina)
 from . import synthetic_volumes as _synthetic_volumes  # noqa: F401  (registers synthetic_3d)
 from . import volume_sources as _volume_sources  # noqa: F401  (registers btcv, brats, msd)
+from .processor import NeuroSegmentationProcessor
 from .transforms import SegmentationTransform, decode_mask
 
 logger = logging.getLogger(__name__)
@@ -158,7 +159,7 @@ def prepare(config: ExperimentConfig) -> TaskData:
     num_labels = config.model.num_labels or 1
     binary = num_labels == 1
     source = DATASETS.get(cfg.name)(cfg)
-    if source.volume is not None:  # NIfTI volumes: the 3D path (same task, volume data)
+    if getattr(source, "volume", None) is not None:  # NIfTI volumes: the 3D path (same task, volume data)
         from .volume_data import prepare_volumes
 
         return prepare_volumes(config, source)
@@ -184,7 +185,7 @@ def prepare(config: ExperimentConfig) -> TaskData:
     mean, std = config.augmentation.mean or source.mean, config.augmentation.std or source.std
     if mean is None or std is None:
         mean, std = image_stats(dsd["train"], plain)
-    processor = NeuroImageProcessor(
+    processor = NeuroSegmentationProcessor(
         num_channels=channels,
         size=config.augmentation.resize,
         do_normalize=config.augmentation.normalize,

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from ...data.nifti import read_image, read_label
 from ...errors import DataError
+from .nifti import read_image, read_label
 from .volume_spec import VolumeSpec
 
 SAMPLES_PER_CASE = 10_000
@@ -54,7 +54,7 @@ def ras_order(values: Sequence[float], affine: np.ndarray) -> list[float]:
 
 
 def _case(image_paths: Sequence[str], mask: str, spec: VolumeSpec, rng: np.random.Generator) -> dict:
-    from ...data.nifti import spacing_of
+    from .nifti import spacing_of
 
     image, affine, _ = read_image(image_paths)
     label = read_label(mask, spec, image.shape[1:], affine)

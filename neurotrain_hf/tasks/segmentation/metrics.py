@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ...metrics.overlap import OverlapAccumulator
-from ...metrics.registry import merge_state
+from ...metrics.registry import merge_state, register_family
 from ...metrics.surface import SurfaceDiceAccumulator
 from ...metrics.threshold import ThresholdSweep
 
@@ -115,7 +115,7 @@ class SegmentationMetrics:
         self,
         names: Sequence[str],
         num_labels: int,
-        threshold: float = 0.5,
+        threshold: Any = 0.5,
         sources: Sequence[str] = (),
         nsd_tolerance: float | Sequence[float] = 1.0,
         label_names: Sequence[str] | None = None,
@@ -130,7 +130,7 @@ class SegmentationMetrics:
             )
         self.names = list(names)
         self.num_labels = num_labels
-        self.threshold = threshold
+        self._threshold = threshold  # a number, or the model's SegmentationSettings (read when computing)
         self.binary = num_labels == 1
         self.regions = dict(regions) if regions else None
         self.sweep = ThresholdSweep(np.linspace(0.0, 1.0, 1001))
@@ -219,6 +219,10 @@ class SegmentationMetrics:
     def _accumulators(self) -> tuple:
         return (self.sweep, *self.dice, *self.iou, *self.nsd, *self.hd95)
 
+    @property
+    def threshold(self) -> float:
+        return float(getattr(self._threshold, "threshold_value", self._threshold))
+
     def at_threshold(self) -> dict[str, float]:
         """FOV metrics at the configured threshold, from the sweep's counts."""
         i = int(np.argmin(np.abs(self.sweep.thresholds - self.threshold)))
@@ -236,7 +240,7 @@ class SegmentationMetrics:
             "mcc": mcc(tp, fp, tn, fn),
         }
 
-    def compute(self) -> dict[str, float]:
+    def compute(self, keys: Sequence[str] | None = None) -> dict[str, float]:
         out: dict[str, Any] = {}
         if self.binary and self.sweep.pos.sum() + self.sweep.neg.sum() > 0:
             out.update(self.at_threshold())
@@ -266,3 +270,12 @@ class SegmentationMetrics:
 def _slug(name: str) -> str:
     """A class name as a metric key part: ``right kidney`` -> ``right_kidney``."""
     return "_".join(str(name).replace("/", " ").split())
+
+
+# the family builds a SegmentationMetrics from the requested names and the trainer's options
+register_family(
+    "segmentation",
+    ALL_METRICS,
+    reports=("dice_*", "iou_*", "nsd_*", "hd95_*", "*@*"),
+    lower_is_better=("mean_hd95", "hd95_*", "mean_hd95@*", "hd95_*@*"),
+)(SegmentationMetrics)

@@ -1,4 +1,4 @@
-"""Pictures of 2D segmentations: errors drawn over the image, label maps as PNG-ready arrays.
+"""Error overlays of 2D segmentations (the palette, tints and label-map pictures are ``neurotrain_hf.drawing``'s).
 
 ``overlay`` blends a colour into every scored pixel: true positives green, false positives red,
 false negatives blue. Per pixel, with label 0 as background:
@@ -10,7 +10,7 @@ false negatives blue. Per pixel, with label 0 as background:
 
 With ``binary=True`` only foreground (label >= 1) against background counts, for masks stored as
 0/255. Pixels outside the field of view are not scored (as in the FOV-masked metrics): they are left
-uncoloured and dimmed to ``OUTSIDE_FOV`` of their brightness. Images are grey (H, W) or (H, W, 1), or
+uncoloured and dimmed to ``drawing.OUTSIDE_FOV`` of their brightness. Images are grey (H, W) or (H, W, 1), or
 RGB (H, W, 3) (an alpha channel is dropped), uint8 or float in [0, 1] (clipped). 3D volumes: pass one
 slice.
 """
@@ -23,68 +23,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ...metrics.common import to_numpy
+from ...drawing import blend, dim_outside, label_map, to_rgb
 
 TP_COLOUR = (0, 255, 0)
 FP_COLOUR = (255, 0, 0)
 FN_COLOUR = (0, 0, 255)
-OUTSIDE_FOV = 0.3  # brightness factor of pixels outside the field of view
-
-
-def _voc_palette() -> np.ndarray:
-    """The PASCAL VOC label palette: 0 black, 1 (128, 0, 0), 2 (0, 128, 0), ...; known to mask viewers."""
-    palette = np.zeros((256, 3), dtype=np.uint8)
-    for label in range(256):
-        value, shift = label, 7
-        while value:
-            for channel in range(3):
-                palette[label, channel] |= ((value >> channel) & 1) << shift
-            value >>= 3
-            shift -= 1
-    return palette
-
-
-PALETTE = _voc_palette()  # (256, 3) uint8, colour of each label in multi-class PNGs and tints
-
-
-def to_rgb(image: Any) -> np.ndarray:
-    """(H, W, 3) uint8 copy of a grey or RGB image, uint8 or float in [0, 1]."""
-    image = to_numpy(image, "image")
-    if image.ndim == 3 and image.shape[-1] in (1, 3, 4):
-        image = image[..., 0] if image.shape[-1] == 1 else image[..., :3]
-    if image.ndim == 2:
-        image = np.repeat(image[..., None], 3, axis=-1)
-    if image.ndim != 3 or image.shape[-1] != 3:
-        raise ValueError(f"expected a grey (H, W) or RGB (H, W, 3) image, got shape {image.shape}")
-    if image.dtype == np.uint8:
-        return image.copy()
-    if image.dtype == bool:
-        return image.astype(np.uint8) * 255
-    if np.issubdtype(image.dtype, np.floating):
-        return np.rint(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
-    raise TypeError(f"image dtype {image.dtype}: expected uint8, or float in [0, 1]")
-
-
-def _label_map(labels: Any, what: str, shape: tuple[int, ...]) -> np.ndarray:
-    labels = to_numpy(labels, what)
-    if labels.shape != shape:
-        raise ValueError(f"{what} shape {labels.shape} != image shape {shape}")
-    return labels
-
-
-def _blend(rgb: np.ndarray, where: np.ndarray, colour: Any, alpha: float) -> None:
-    """In place: ``where`` pixels become (1 - alpha) * pixel + alpha * colour (one, or one per pixel)."""
-    mixed = (1.0 - alpha) * rgb[where].astype(np.float64) + alpha * np.asarray(colour, dtype=np.float64)
-    rgb[where] = np.rint(mixed).astype(np.uint8)
-
-
-def _dim_outside(rgb: np.ndarray, fov: Any) -> np.ndarray:
-    """Boolean FOV mask (all True when ``fov`` is None); dims the pixels outside it in place."""
-    if fov is None:
-        return np.ones(rgb.shape[:2], dtype=bool)
-    inside = _label_map(fov, "fov", rgb.shape[:2]) != 0
-    rgb[~inside] = np.rint(rgb[~inside] * OUTSIDE_FOV).astype(np.uint8)
-    return inside
 
 
 def overlay(
@@ -99,48 +42,16 @@ def overlay(
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha={alpha}: expected a value in [0, 1]")
     rgb = to_rgb(image)
-    ref = _label_map(reference, "reference", rgb.shape[:2])
-    pred = _label_map(prediction, "prediction", rgb.shape[:2])
+    ref = label_map(reference, "reference", rgb.shape[:2])
+    pred = label_map(prediction, "prediction", rgb.shape[:2])
     if binary:
         ref, pred = ref >= 1, pred >= 1
-    inside = _dim_outside(rgb, fov)
+    inside = dim_outside(rgb, fov)
     fg_ref, fg_pred = ref != 0, pred != 0
-    _blend(rgb, inside & fg_pred & (pred == ref), TP_COLOUR, alpha)
-    _blend(rgb, inside & fg_pred & (pred != ref), FP_COLOUR, alpha)
-    _blend(rgb, inside & fg_ref & ~fg_pred, FN_COLOUR, alpha)
+    blend(rgb, inside & fg_pred & (pred == ref), TP_COLOUR, alpha)
+    blend(rgb, inside & fg_pred & (pred != ref), FP_COLOUR, alpha)
+    blend(rgb, inside & fg_ref & ~fg_pred, FN_COLOUR, alpha)
     return rgb
-
-
-def overlay_prediction(image: Any, prediction: Any, fov: Any = None, alpha: float = 0.5) -> np.ndarray:
-    """(H, W, 3) uint8 without a reference: each foreground class tinted with its ``PALETTE`` colour."""
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha={alpha}: expected a value in [0, 1]")
-    rgb = to_rgb(image)
-    pred = _label_map(prediction, "prediction", rgb.shape[:2]).astype(np.int64)
-    if pred.size and (pred.min() < 0 or pred.max() > 255):
-        raise ValueError(f"prediction labels must lie in [0, 255], got [{pred.min()}, {pred.max()}]")
-    inside = _dim_outside(rgb, fov)
-    where = inside & (pred != 0)
-    _blend(rgb, where, PALETTE[pred[where]], alpha)
-    return rgb
-
-
-def mask_to_png_array(labels: Any, num_labels: int | None = None) -> np.ndarray:
-    """uint8 picture of a 2D label map: binary -> (H, W) 0/255; multi-class -> (H, W, 3) ``PALETTE`` colours.
-
-    Binary means ``num_labels <= 2``, or, without ``num_labels``, no label above 1; pass ``num_labels``
-    so that every image of a multi-class dataset gets colours, even one holding only labels 0 and 1.
-    """
-    labels = to_numpy(labels, "labels")
-    if labels.ndim != 2:
-        raise ValueError(f"expected a 2D (H, W) label map, got shape {labels.shape}")
-    labels = labels.astype(np.int64)
-    if labels.size and (labels.min() < 0 or labels.max() > 255):
-        raise ValueError(f"labels must lie in [0, 255] for a PNG, got [{labels.min()}, {labels.max()}]")
-    binary = num_labels <= 2 if num_labels is not None else not labels.size or labels.max() <= 1
-    if binary:
-        return np.where(labels != 0, 255, 0).astype(np.uint8)
-    return PALETTE[labels]
 
 
 def save_overlay(

@@ -1,8 +1,8 @@
 """Post-processing of predicted segmentation label maps: 2D (H, W) or 3D (D, H, W) numpy arrays.
 
-Scores become labels first: ``binarize`` (foreground where probability >= threshold) or
-``labels_from_logits`` (one sigmoid channel, or argmax over two or more softmax channels).
-``postprocess`` then cleans a label map class by class. Each foreground class c = 1..num_labels-1 is
+Scores become labels first, in one function (``scores_to_labels``: one sigmoid channel, foreground where
+its probability is >= the threshold; two or more softmax channels, the argmax). ``postprocess`` then
+cleans a label map class by class. Each foreground class c = 1..num_labels-1 is
 handled as its own binary mask ``labels == c``, by these steps in this order (each off by default):
 
 1. opening, radius ``opening``: removes specks and protrusions thinner than the structuring element;
@@ -33,23 +33,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import ndimage, special
+import torch
+from scipy import ndimage
 
 from ...metrics.common import to_numpy
 
 
 @dataclass
 class PostProcessConfig:
-    """Turning scores into labels and cleaning label maps; everything but the threshold is off by default."""
+    """Cleaning predicted label maps; every step is off by default."""
 
-    threshold: float = field(
-        default=0.5,
-        metadata={
-            "help": "Binary segmentation: foreground where its probability is >= this value.",
-            "min": 0.0,
-            "max": 1.0,
-        },
-    )
     opening: int = field(
         default=0,
         metadata={
@@ -101,23 +94,33 @@ def _label_dtype(num_labels: int) -> type:
     return np.uint8 if num_labels <= 256 else np.int32
 
 
-def binarize(probabilities: Any, threshold: float = 0.5) -> np.ndarray:
-    """uint8 label map: 1 where the foreground probability is >= ``threshold``, else 0 (NaN: 0)."""
-    return (to_numpy(probabilities, "probabilities") >= threshold).astype(np.uint8)
+def scores_to_labels(
+    logits: torch.Tensor, threshold: float = 0.5
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(label maps, foreground probability) of a batch of (B, C, *spatial) logits: the one place scores
+    become labels (evaluation, the Tester, the Predictor, the processor's post-processing, the demos).
+
+    C = 1: one sigmoid channel, foreground where sigmoid(logit) >= ``threshold`` (NaN: background).
+    C >= 2: softmax channels, the argmax (ties: the lower class), ``threshold`` unused; the probability
+    is class 1's for C = 2 and None above.
+    """
+    if logits.dim() < 3 or logits.shape[1] < 1:
+        raise ValueError(f"expected (B, C, H, W) or (B, C, D, H, W) logits, got shape {tuple(logits.shape)}")
+    logits = logits.float()
+    if logits.shape[1] == 1:
+        probability = torch.sigmoid(logits[:, 0])
+        return (probability >= threshold).long(), probability
+    probability = torch.softmax(logits, 1)[:, 1] if logits.shape[1] == 2 else None
+    return logits.argmax(1), probability
 
 
 def labels_from_logits(logits: Any, threshold: float = 0.5) -> np.ndarray:
-    """Label map from one image's (C, *spatial) logits.
-
-    C = 1: one sigmoid channel, foreground where sigmoid(logit) >= ``threshold``. C >= 2: softmax
-    channels, the argmax (ties: the lower class); ``threshold`` is not used. uint8 up to 256 classes.
-    """
-    logits = to_numpy(logits, "logits")
-    if logits.ndim < 2 or logits.shape[0] < 1:
-        raise ValueError(f"expected (C, H, W) or (C, D, H, W) logits, got shape {logits.shape}")
-    if logits.shape[0] == 1:
-        return binarize(special.expit(logits[0]), threshold)
-    return np.argmax(logits, axis=0).astype(_label_dtype(logits.shape[0]))
+    """``scores_to_labels`` of one image's (C, *spatial) logits as a numpy label map (uint8 up to 256)."""
+    array = to_numpy(logits, "logits")
+    if array.ndim < 2 or array.shape[0] < 1:
+        raise ValueError(f"expected (C, H, W) or (C, D, H, W) logits, got shape {array.shape}")
+    labels, _ = scores_to_labels(torch.from_numpy(np.ascontiguousarray(array))[None], threshold)
+    return labels[0].numpy().astype(_label_dtype(array.shape[0]))
 
 
 def ball(radius: int, ndim: int) -> np.ndarray:

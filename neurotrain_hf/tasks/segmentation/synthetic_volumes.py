@@ -19,7 +19,7 @@ from ...config.sections import DatasetConfig
 from ...data.registry import DatasetSource, register_dataset
 from .fingerprint import digest
 from .volume_cache import default_cache_root
-from .volume_spec import VolumeSpec, volume_rows
+from .volume_spec import VolumeSource, VolumeSpec, volume_rows
 
 LABELS = ["background", "liver", "spleen", "aorta"]
 SPACING = (0.9, 0.9, 2.5)
@@ -104,4 +104,4 @@ def synthetic_3d(cfg: DatasetConfig) -> DatasetSource:
     import datasets
 
     spec = VolumeSpec(label_names=list(LABELS), modality="CT", channel_names=["ct"])
-    return DatasetSource(datasets.DatasetDict({k: volume_rows(v) for k, v in rows.items()}), volume=spec)
+    return VolumeSource(datasets.DatasetDict({k: volume_rows(v) for k, v in rows.items()}), volume=spec)

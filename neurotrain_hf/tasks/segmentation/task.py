@@ -1,69 +1,75 @@
 """``SegmentationTask``: the segmentation hooks the generic runner, Tester and Predictor call.
 
-Inference settings (full image or sliding window), the threshold and the post-processing chosen in
-the config are written into the saved ``config.json`` (``neurotrain_inference``,
-``neurotrain_postprocess``) so the Predictor reproduces the Tester from the model folder alone.
+Inference (full image or sliding window, test-time flips), the threshold and the post-processing chosen
+in the config are one ``SegmentationSettings`` object, written once into the saved ``config.json`` so the
+Predictor, ``transformers.pipeline`` and the demos reproduce the Tester from the model folder alone.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields
+from collections.abc import Hashable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from ...models.dense import DenseModel
-from ...models.registry import logits_of
-from ...models.unet import UNetForSemanticSegmentation
-from ..base import Task, TaskData
+from ..base import SampleBatch, TaskData, TestOutputs
+from ..image_task import ImageTask
+from . import outputs, prediction
 from .data import prepare
+from .dense import DenseModel
 from .inference import SegmentationInference
-from .postprocess import PostProcessConfig, postprocess
+from .postprocess import PostProcessConfig
+from .settings import SegmentationSettings
 from .trainer import SegmentationTrainer
+from .unet import UNetForSemanticSegmentation
 from .volume_transforms import patch_size
 
 PIXEL_METRICS = ("f1", "accuracy", "sensitivity", "specificity", "precision", "auc", "iou", "mcc")
 DEFAULT_PAD_MULTIPLE = 32  # other networks (hf/): the usual stride of a 5-level encoder
 
 
-def inference_settings(args, model: Any, roi_default: int | None) -> dict[str, Any]:
-    """The ``SegmentationInference`` keyword arguments a config implies for a model."""
-    dense = (UNetForSemanticSegmentation, DenseModel)
-    multiple = model.size_multiple if isinstance(model, dense) else DEFAULT_PAD_MULTIPLE
-    return {
-        "mode": args.eval_mode,
-        "roi_size": args.roi_size or roi_default,
-        "overlap": args.sw_overlap,
-        "sw_batch_size": args.sw_batch_size,
-        "blend": args.sw_blend,
-        "pad_multiple": multiple,
-        "threshold": args.threshold,
-        "mirror_axes": list(args.mirror_axes or []),
-    }
+def settings_from_args(args, model: Any, roi_default: Any, saved: SegmentationSettings | None = None):
+    """The ``SegmentationSettings`` a ``[training]`` section implies for a model (our networks pad
+    themselves; others are padded to 32). A threshold validation chose (``saved``) is kept."""
+    own = isinstance(
+        getattr(model, "get_base_model", lambda: model)(), (UNetForSemanticSegmentation, DenseModel)
+    )
+    return SegmentationSettings(
+        mode=args.eval_mode,
+        roi_size=args.roi_size or roi_default,
+        overlap=args.sw_overlap,
+        sw_batch_size=args.sw_batch_size,
+        blend=args.sw_blend,
+        pad_multiple=1 if own else DEFAULT_PAD_MULTIPLE,
+        mirror_axes=list(args.mirror_axes or []),
+        threshold=args.threshold,
+        best_threshold=saved.best_threshold if saved is not None else None,
+        postprocess=PostProcessConfig(
+            opening=args.post_opening,
+            closing=args.post_closing,
+            fill_holes=args.post_fill_holes,
+            min_size=args.post_min_size,
+            keep_largest=args.post_keep_largest,
+            connectivity=args.post_connectivity,
+        ),
+    )
 
 
-def postprocess_settings(args) -> dict[str, Any]:
-    """``PostProcessConfig`` fields from the ``post_*`` options and the threshold."""
-    return {
-        "threshold": args.threshold,
-        "opening": args.post_opening,
-        "closing": args.post_closing,
-        "fill_holes": args.post_fill_holes,
-        "min_size": args.post_min_size,
-        "keep_largest": args.post_keep_largest,
-        "connectivity": args.post_connectivity,
-    }
-
-
-class SegmentationTask(Task):
-    """Images -> label maps; models load with ``AutoModelForSemanticSegmentation``."""
+class SegmentationTask(ImageTask):
+    """Images or volumes -> label maps; models load with ``AutoModelForSemanticSegmentation``."""
 
     name = "segmentation"
     auto_model = "AutoModelForSemanticSegmentation"
     hub_task = "image-segmentation"
     description = "medical image segmentation"
     medical = True
+    run_files = ("fingerprint.json",)  # volumes: the dataset fingerprint behind the preprocessing
+
+    def __init__(self) -> None:
+        self._settings: SegmentationSettings | None = None  # the run's live settings (build_trainer)
+
+    @classmethod
+    def claims(cls, model_config: dict[str, Any]) -> bool:
+        return any(a.endswith("ForSemanticSegmentation") for a in model_config.get("architectures") or [])
 
     def metric_protocol(self, key: str, config: dict[str, Any]) -> str:
         threshold = config.get("training", {}).get("threshold", 0.5)
@@ -86,6 +92,7 @@ class SegmentationTask(Task):
             return f"{key}: per image and class over the whole image, averaged (background excluded)"
         return key
 
+    # --- training ---------------------------------------------------------------------------------
     def prepare_data(self, config) -> TaskData:
         return prepare(config)
 
@@ -93,102 +100,69 @@ class SegmentationTask(Task):
         args = config.training
         volumes = data.info.spatial_dims == 3
         roi = patch_size(config.augmentation) if volumes else config.augmentation.random_crop
-        model.config.neurotrain_inference = inference_settings(args, model, roi)
-        model.config.neurotrain_postprocess = postprocess_settings(args)
+        saved = SegmentationSettings.of(model.config)
+        self._settings = settings_from_args(args, model, roi, saved)
+        self._settings.save(model.config)
         return SegmentationTrainer(
             model,
             args,
             train_dataset=data.splits["train"],
             eval_dataset=data.splits.get("valid"),
-            num_labels=data.info.num_labels,
-            mean=data.info.mean,
-            std=data.info.std,
-            sources=data.info.sources,
-            label_names=data.info.label_names,
-            regions=data.info.regions,
-            inference=self.inference(model.config),
+            info=data.info,
+            settings=self._settings,
+            inference=SegmentationInference(self._settings),
             callbacks=callbacks,
         )
 
-    def finalize_model(self, model: Any, valid_artifacts: dict[str, Any]) -> None:
-        """The validation best-F1 threshold is saved with the model (the Predictor still uses ``threshold``)."""
-        if "best_f1_threshold" in valid_artifacts:
-            settings = dict(model.config.neurotrain_postprocess)
-            settings["best_threshold"] = valid_artifacts["best_f1_threshold"]
-            model.config.neurotrain_postprocess = settings
+    def settings(self, model_config: Any) -> SegmentationSettings:
+        return SegmentationSettings.of(model_config)
 
     def inference(self, model_config: Any = None) -> SegmentationInference:
-        settings = getattr(model_config, "neurotrain_inference", None) or {}
-        return SegmentationInference(**settings)
+        return SegmentationInference(SegmentationSettings.of(model_config))
 
-    def predictions(self, outputs: Any, model: Any) -> list[dict[str, Any]]:
-        """Per image: the post-processed label map (uint8) and, for binary heads, the probability map."""
-        settings = getattr(model.config, "neurotrain_postprocess", None) or {}
-        cfg = PostProcessConfig(
-            **{f.name: settings[f.name] for f in fields(PostProcessConfig) if f.name in settings}
-        )
-        logits = logits_of(outputs).float()
-        num_labels = logits.shape[1]
-        records = []
-        for item in logits:
-            if num_labels == 1:
-                probability = item[0].sigmoid().cpu().numpy()
-                labels = (probability >= cfg.threshold).astype(np.uint8)
-            else:
-                probability = None
-                labels = item.argmax(0).cpu().numpy().astype(np.uint8)
-            if cfg.active():
-                labels = postprocess(labels, max(num_labels, 2), cfg).astype(np.uint8)
-            records.append({"mask": labels, "probability": probability, "postprocess": asdict(cfg)})
-        return records
+    def finalize_model(self, model: Any, valid_artifacts: dict[str, Any]) -> None:
+        """The validation best-F1 threshold joins the settings (used where ``threshold = "best"``)."""
+        settings = self._settings or SegmentationSettings.of(model.config)
+        if "best_f1_threshold" in valid_artifacts:
+            settings.best_threshold = float(valid_artifacts["best_f1_threshold"])
+        settings.save(model.config)
+
+    # --- prediction ---------------------------------------------------------------------------------
+    def read_input(self, source: str | Path) -> str:
+        return prediction.check_volume(source) if prediction.is_volume(source) else super().read_input(source)
+
+    def batch_key(self, item: Any) -> Hashable:
+        return object() if prediction.is_volume(item) else super().batch_key(item)  # volumes one at a time
+
+    def preprocess(self, processor: Any, items: Sequence[Any], settings: Any = None) -> dict[str, Any]:
+        return prediction.preprocess(processor, items)
+
+    def predictions(self, outputs: Any, model: Any, inputs=None, settings=None) -> list[dict[str, Any]]:
+        return prediction.records(outputs, inputs, settings or SegmentationSettings.of(model.config))
 
     def save_prediction(self, record: dict[str, Any], source, out_dir) -> list[Path]:
-        """2D: ``<name>_mask.png``; volumes: ``<name>_seg.nii.gz`` with the input's affine and header, and
-        ``<name>_seg.png`` (the slice with the most foreground, predicted classes tinted)."""
-        out = Path(out_dir or "predictions")
-        out.mkdir(parents=True, exist_ok=True)
-        stem = _stem(source)
-        if "affine" not in record:
-            from PIL import Image
-
-            from .overlay import mask_to_png_array
-
-            path = out / f"{stem}_mask.png"
-            Image.fromarray(mask_to_png_array(record["mask"])).save(path)
-            return [path]
-        import nibabel as nib
-        from PIL import Image
-
-        from ...data.nifti import read_image
-        from .volume_overlay import slice_picture
-
-        nifti = nib.Nifti1Image(
-            record["mask"].astype(np.uint8), record["affine"], header=record["header"].copy()
-        )
-        nifti.set_data_dtype(np.uint8)
-        nifti.header.set_slope_inter(1.0, 0.0)
-        mask_path, png_path = out / f"{stem}_seg.nii.gz", out / f"{stem}_seg.png"
-        nib.save(nifti, str(mask_path))
-        image = read_image(record["image"][:1])[0][0]
-        Image.fromarray(slice_picture(image, record["mask"])).save(png_path)
-        return [mask_path, png_path]
+        return prediction.save(record, source, out_dir)
 
     def summary(self, record: dict[str, Any]) -> dict[str, Any]:
-        mask = record["mask"]
-        out = {"shape": list(mask.shape), "foreground_fraction": round(float((mask > 0).mean()), 6)}
-        if "spacing" in record:  # volumes: each class's volume in millilitres
-            voxel_ml = float(np.prod(record["spacing"])) / 1000.0
-            counts = np.bincount(mask.ravel())
-            out["volume_ml"] = {
-                str(c): round(float(n) * voxel_ml, 3) for c, n in enumerate(counts) if c and n
-            }
-        return out
+        return prediction.summary(record)
 
+    # --- test outputs ---------------------------------------------------------------------------------
+    def sample_records(self, batch: SampleBatch, out: TestOutputs) -> list[dict[str, Any]]:
+        if batch.references.get("spacing") is not None:
+            return outputs.volume_records(batch, out)
+        return outputs.image_records(batch, out)
 
-def _stem(source) -> str:
-    """A file or case-folder name without its extensions (``img0001.nii.gz`` -> ``img0001``)."""
-    name = Path(str(source).rstrip("/")).name
-    for suffix in (".nii.gz", ".nii", ".png", ".jpg", ".jpeg", ".tif", ".tiff"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return Path(name).stem
+    def write_samples(self, batch: SampleBatch, out: TestOutputs) -> None:
+        if batch.references.get("spacing") is not None:
+            outputs.volume_overlays(batch, out)
+        else:
+            outputs.image_overlays(batch, out)
+
+    # --- sharing --------------------------------------------------------------------------------------
+    def build_demo(self, folder: Path, model_name: str, examples: Any = None, **options: Any) -> Any:
+        processor = self.load_processor(folder)
+        if isinstance(processor, prediction.NeuroVolumeProcessor):
+            from .demo_volumes import build_demo
+        else:
+            from .demo import build_demo
+        return build_demo(folder, model_name, examples, **options)

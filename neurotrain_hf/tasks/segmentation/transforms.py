@@ -3,7 +3,7 @@
 The image is a ``tv_tensors.Image`` and the mask and FOV are ``tv_tensors.Mask``, so every geometric
 op (crop, flips, rotation, elastic) moves them together and masks are resampled with nearest
 neighbours; photometric ops (colour jitter, gamma, CLAHE) touch the image only. The ops are the
-shared ``data.transforms.random_ops``; patches are cropped around a foreground pixel with
+shared ``data.transforms.image_ops``; patches are cropped around a foreground pixel with
 probability ``foreground_ratio`` (nnU-Net's oversampling), else anywhere.
 Random draws come from torch's RNG, which the batch loader seeds per batch (exact resume).
 """
@@ -19,10 +19,10 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from ...config.sections import AugmentationConfig
 from ...data.images import decode_image
 from ...data.processor import NeuroImageProcessor
-from ...data.transforms import random_ops
+from ...data.transforms import image_ops
+from .config import SegmentationAugmentation
 
 
 class ForegroundCrop(v2.Transform):
@@ -52,10 +52,10 @@ class ForegroundCrop(v2.Transform):
         return TF.crop(inpt, params["top"], params["left"], self.size, self.size)
 
 
-def joint_random_ops(aug: AugmentationConfig, channels: int) -> v2.Compose | None:
+def joint_image_ops(aug: SegmentationAugmentation, channels: int) -> v2.Compose | None:
     """The shared ``[augmentation]`` ops with foreground-centred patches instead of plain random crops."""
     crop = ForegroundCrop(aug.random_crop, aug.foreground_ratio) if aug.random_crop else None
-    return random_ops(aug, channels, crop=crop)
+    return image_ops(aug, channels, crop=crop)
 
 
 def decode_mask(value: Any, binary: bool) -> torch.Tensor:
@@ -72,13 +72,13 @@ class SegmentationTransform:
     """``image``/``mask``/``fov`` columns -> ``pixel_values`` (B,C,H,W), ``labels`` (B,H,W), ``fov`` (B,H,W)."""
 
     processor: NeuroImageProcessor
-    aug: AugmentationConfig
+    aug: SegmentationAugmentation
     binary: bool = True
     train: bool = False
     _random: Any = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
-        self._random = joint_random_ops(self.aug, self.processor.num_channels) if self.train else None
+        self._random = joint_image_ops(self.aug, self.processor.num_channels) if self.train else None
 
     def _sample(self, image: Any, mask: Any, fov: Any) -> tuple[torch.Tensor, ...]:
         """One sample through decode, resize and the random ops; training carries no FOV (unused)."""

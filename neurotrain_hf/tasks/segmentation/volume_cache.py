@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from ...data.nifti import read_image, read_label, spacing_of
-from ...data.volume_processor import NeuroVolumeProcessor
 from .fingerprint import digest, file_identity
+from .nifti import read_image, read_label, spacing_of
+from .volume_processor import NeuroVolumeProcessor
 from .volume_spec import VolumeSpec
 
 CACHE_VERSION = 1

@@ -18,14 +18,14 @@ from typing import Any
 import datasets
 
 from ...config.experiment import ExperimentConfig
-from ...data.nifti import header_info
 from ...data.registry import DatasetSource
 from ...data.splits import add_missing_splits
-from ...data.volume_processor import NeuroVolumeProcessor
 from ...errors import ConfigError, DataError
 from ..base import TaskData
 from .fingerprint import load_or_compute
+from .nifti import header_info
 from .volume_cache import cache_root, cached_case
+from .volume_processor import NeuroVolumeProcessor
 from .volume_spec import VolumeSpec
 from .volume_transforms import VolumeTrainTransform, eval_transform, patch_size
 
@@ -129,7 +129,7 @@ def prepare_volumes(config: ExperimentConfig, source: DatasetSource) -> TaskData
 
     cfg, spec = config.dataset, source.volume
     skipped: dict[str, list[str]] = {}
-    for path in getattr(source, "skipped", []):
+    for path in source.skipped:
         skipped.setdefault("train", []).append(path)
     dsd = datasets.DatasetDict({k: v for k, v in source.splits.items() if len(v)})
     for name in [k for k, v in dsd.items() if k != "train" and all(m is None for m in v["mask"])]:

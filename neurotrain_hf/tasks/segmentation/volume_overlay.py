@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .overlay import overlay, overlay_prediction
+from ...drawing import overlay_prediction
+from .overlay import overlay
 
 
 def best_slice(*maps: np.ndarray | None) -> int:
@@ -48,7 +49,7 @@ def save_volume_overlay(
     path: str | Path, inputs: dict[str, Any], k: int, reference: np.ndarray, prediction: np.ndarray
 ) -> Path:
     """Overlay of an evaluated case: its first channel restored onto the label's grid, then one slice."""
-    from ...data.volume_processor import NeuroVolumeProcessor
+    from .volume_processor import NeuroVolumeProcessor
 
     image = NeuroVolumeProcessor.restore(
         inputs["pixel_values"][k][:1].detach().float().cpu(),

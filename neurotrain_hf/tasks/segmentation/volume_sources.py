@@ -19,7 +19,7 @@ import datasets
 from ...config.sections import DatasetConfig
 from ...data.registry import DatasetSource, register_dataset
 from ...errors import DataError
-from .volume_spec import VolumeSpec, volume_rows
+from .volume_spec import VolumeSource, VolumeSpec, volume_rows
 
 logger = logging.getLogger(__name__)
 
@@ -79,8 +79,9 @@ def _source(name: str, splits: dict[str, list[Row]], spec: VolumeSpec, skips: _S
     if twice:
         raise _error(name, f"case {twice[0]!r} is listed twice (in one split or in two)")
     dsd = datasets.DatasetDict({split: volume_rows(rows) for split, rows in kept.items()})
-    source = DatasetSource(dsd, image_column="image", label_column="mask", volume=spec)
-    source.skipped = list(skips.paths)
+    source = VolumeSource(
+        dsd, image_column="image", label_column="mask", volume=spec, skipped=list(skips.paths)
+    )
     return source
 
 

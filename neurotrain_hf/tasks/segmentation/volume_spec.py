@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 import datasets
 
+from ...data.registry import DatasetSource
+
 VOLUME_FEATURES = datasets.Features(
     {
         "image": datasets.Sequence(datasets.Value("string")),
@@ -57,3 +59,10 @@ def volume_rows(rows: Sequence[dict]) -> datasets.Dataset:
     rows = sorted(rows, key=lambda r: r["id"])
     columns = {k: [r[k] for r in rows] for k in VOLUME_FEATURES}
     return datasets.Dataset.from_dict(columns, features=VOLUME_FEATURES)
+
+
+@dataclass
+class VolumeSource(DatasetSource):
+    """A volume source's splits (rows of file paths) and its ``VolumeSpec``."""
+
+    volume: VolumeSpec | None = None

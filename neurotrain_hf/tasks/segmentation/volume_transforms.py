@@ -19,17 +19,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from ...config.sections import AugmentationConfig
+from .config import SegmentationAugmentation
 from .volume_cache import load_meta
 
 
-def patch_size(aug: AugmentationConfig) -> list[int]:
+def patch_size(aug: SegmentationAugmentation) -> list[int]:
     """``[augmentation] patch_size`` (one value = a cube), else ``random_crop`` as a cube, else 64."""
     size = aug.patch_size or ([aug.random_crop] if aug.random_crop else [64])
     return [int(s) for s in (size * 3 if len(size) == 1 else size)]
 
 
-def random_ops(aug: AugmentationConfig, patch: list[int]):
+def volume_ops(aug: SegmentationAugmentation, patch: list[int]):
     """The MONAI ``Compose`` of the random training transforms."""
     from monai import transforms as mt
 
@@ -81,12 +81,12 @@ def random_ops(aug: AugmentationConfig, patch: list[int]):
 class VolumeTrainTransform:
     """``cache`` folders -> ``pixel_values`` (B x samples, C, *patch) and ``labels`` (B x samples, *patch)."""
 
-    aug: AugmentationConfig
+    aug: SegmentationAugmentation
     crop_foreground: bool = False
     _ops: Any = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
-        self._ops = random_ops(self.aug, patch_size(self.aug))
+        self._ops = volume_ops(self.aug, patch_size(self.aug))
 
     def _arrays(self, folder: str) -> dict[str, torch.Tensor]:
         image = np.load(Path(folder) / "image.npy", mmap_mode="r")

@@ -1,7 +1,7 @@
-"""Small networks of our own as ``PreTrainedModel``s: fast on CPU, the default of the digits recipe.
-
-Each has a ``PretrainedConfig`` and is registered with ``AutoConfig``/``AutoModelForImageClassification``
-(see ``models/auto.py``), so a trained folder loads with the Auto classes after ``import neurotrain_hf``.
+"""The classification task's models: small networks of our own (the digits recipe's default), and the
+timm / torchvision zoos (``zoo.py``), registered with the model registry and, with their image processor,
+with ``AutoModelForImageClassification``, so a trained folder loads with the Auto classes (and
+``pipeline("image-classification")``) after ``import neurotrain_hf``.
 """
 
 from __future__ import annotations
@@ -15,8 +15,11 @@ from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import ImageClassifierOutput
 
-from ..errors import ConfigError
-from .registry import ModelRequest, register_model
+from ...data.processor import NeuroImageProcessor
+from ...errors import ConfigError
+from ...models.auto import register_auto_model
+from ...models.registry import ModelRequest, register_model
+from .zoo import TorchvisionClassifierConfig, TorchvisionForImageClassification
 
 
 class SimpleCNNConfig(PretrainedConfig):
@@ -141,3 +144,13 @@ def mlp(request: ModelRequest, **kwargs) -> MLPForImageClassification:
     _check("mlp", request, kwargs, MLPConfig)
     config = MLPConfig(num_channels=request.in_channels, **request.label_maps(), **kwargs)
     return MLPForImageClassification(config)
+
+
+for _config, _model in (
+    (SimpleCNNConfig, SimpleCNNForImageClassification),
+    (MLPConfig, MLPForImageClassification),
+    (TorchvisionClassifierConfig, TorchvisionForImageClassification),
+):
+    from transformers import AutoModelForImageClassification
+
+    register_auto_model(AutoModelForImageClassification, _config, _model, NeuroImageProcessor)

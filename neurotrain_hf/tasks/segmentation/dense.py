@@ -4,7 +4,7 @@ Thin wrappers: the network is built by its library under ``self.net`` (which als
 the wrapper only turns its output into a ``SemanticSegmenterOutput``. Both save as folders that
 ``AutoModelForSemanticSegmentation.from_pretrained`` loads after ``import neurotrain_hf`` (no remote
 code): the config records the network and its ``[model] kwargs`` (JSON values), the weights go to
-``model.safetensors``. ``num_labels == 1`` is a binary sigmoid head, ``num_labels >= 2`` a softmax head.
+``model.safetensors``. A binary head (``binary_head``) has one sigmoid channel, else one softmax channel per label.
 
 * ``monai/<Network>``: any class of ``monai.networks.nets`` taking ``spatial_dims``, ``in_channels`` and
   ``out_channels`` (UNet, AttentionUnet, SegResNet, DynUNet, UNETR, SwinUNETR, BasicUNet, ...), 2D by
@@ -13,8 +13,8 @@ code): the config records the network and its ``[model] kwargs`` (JSON values), 
   and coarsest first, as ``hidden_states``.
 * ``smp/<Architecture>:<encoder>`` (e.g. ``smp/Unet:resnet34``, ``smp/FPN:tu-resnet18`` for a timm
   encoder; the encoder defaults to ``resnet34``): a ``segmentation_models_pytorch`` model, 2D only.
-  Logits have the input size; inputs must be multiples of ``size_multiple`` (the encoder's output
-  stride, 32 for the default ``encoder_depth = 5``). ``[model] pretrained = true`` downloads ImageNet
+  Logits have the input size; ``forward`` pads inputs to multiples of ``size_multiple`` (the encoder's
+  output stride, 32 for the default ``encoder_depth = 5``) and crops the logits back. ``[model] pretrained = true`` downloads ImageNet
   encoder weights when the model is built; a saved folder never downloads (its weights are in
   ``model.safetensors``).
 """
@@ -33,10 +33,10 @@ from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import SemanticSegmenterOutput
 
-from ..errors import ConfigError
-from ..registry import did_you_mean
-from .registry import MODELS, ModelRequest
-from .unet import dense_loss
+from ...errors import ConfigError
+from ...models.registry import MODELS, ModelRequest
+from ...registry import did_you_mean
+from .unet import dense_loss, head_channels, pad_to_multiple, segmentation_labels
 
 
 def _json_kwargs(kwargs: dict | None, where: str) -> dict:
@@ -67,7 +67,7 @@ class DenseModel(PreTrainedModel):
 
     @property
     def size_multiple(self) -> int:
-        """Input sizes are padded to multiples of this at inference (32 covers power-of-2 strides)."""
+        """Input sizes are padded to multiples of this in ``forward`` (32 covers power-of-2 strides)."""
         return 32
 
     def _adopt(self, net: nn.Module) -> None:
@@ -105,10 +105,15 @@ class DenseModel(PreTrainedModel):
     def forward(
         self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None, **kwargs: Any
     ) -> SemanticSegmenterOutput:
-        """``pixel_values`` (B, C, *spatial) -> ``logits`` (B, num_labels, *spatial); loss if ``labels``."""
-        logits, aux = self._split(self.net(pixel_values), pixel_values.ndim)
+        """``pixel_values`` (B, C, *spatial) -> ``logits`` (B, num_labels, *spatial); loss if ``labels``.
+        Inputs are zero-padded to ``size_multiple`` and the logits cropped back (any size works)."""
+        padded, crop = pad_to_multiple(pixel_values, self.size_multiple)
+        logits, aux = self._split(self.net(padded), pixel_values.ndim)
         size = logits.shape[2:]
-        hidden = tuple(a if a.shape[2:] == size else F.interpolate(a, size=size) for a in reversed(aux))
+        hidden = tuple(
+            (a if a.shape[2:] == size else F.interpolate(a, size=size))[crop] for a in reversed(aux)
+        )
+        logits = logits[crop]
         return SemanticSegmenterOutput(
             loss=dense_loss(logits, labels), logits=logits, hidden_states=hidden or None
         )
@@ -207,7 +212,7 @@ class MonaiForSemanticSegmentation(DenseModel):
             net = cls(
                 spatial_dims=config.spatial_dims,
                 in_channels=config.num_channels,
-                out_channels=config.num_labels,
+                out_channels=head_channels(config),
                 **kwargs,
             )
         except ImportError as exc:  # MONAI's optional dependencies (einops for UNETR/SwinUNETR)
@@ -241,7 +246,7 @@ def monai_model(network: str):
             spatial_dims=spatial_dims,
             num_channels=request.in_channels,
             network_kwargs=monai_defaults(monai_network(network).__name__, kwargs),
-            **request.label_maps(),
+            **segmentation_labels(request),
         )
         return MonaiForSemanticSegmentation(config)
 
@@ -323,7 +328,7 @@ class SmpForSemanticSegmentation(DenseModel):
                 encoder_name=config.encoder_name,
                 encoder_weights=encoder_weights,
                 in_channels=config.num_channels,
-                classes=config.num_labels,
+                classes=head_channels(config),
                 **config.model_kwargs,
             )
         except (TypeError, ValueError, KeyError, AssertionError) as exc:
@@ -350,7 +355,7 @@ def smp_model(spec: str):
             encoder_name=encoder_name or "resnet34",
             num_channels=request.in_channels,
             model_kwargs=kwargs,
-            **request.label_maps(),
+            **segmentation_labels(request),
         )
         weights = None
         if request.pretrained:  # downloads the encoder's weights now (timm encoders take True)

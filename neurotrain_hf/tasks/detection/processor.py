@@ -1,10 +1,12 @@
 """``NeuroDetectionProcessor``: letterbox preprocessing for detectors, saved beside every detection model.
 
 An image (any mode, EXIF applied) is converted to RGB, resized so its longer side is ``image_size`` (aspect
-kept), padded at the bottom/right to an ``image_size`` square, scaled to [0, 1] and normalised. Batches carry
-``pixel_mask`` (1 on real pixels), each image's ``scale`` and ``original_size`` so detections on the canvas map
-back to the image's own pixels (``to_original``). The training transform and evaluation use ``letterbox``, so
-the Predictor sees exactly what the Tester saw.
+kept), padded at the bottom/right to an ``image_size`` square (the one place the canvas size lives: torchvision
+detectors are built for it), scaled to [0, 1] and normalised; batches carry ``pixel_mask`` (1 on real
+pixels). Detections on the canvas map back to an image's own pixels with the scale ``image_size`` over its
+longer side (``to_original``). The training transform and evaluation use ``letterbox``, so the Predictor
+sees exactly what the Tester saw; ``post_process_object_detection`` (what
+``transformers.pipeline("object-detection")`` calls) decodes with the model's saved settings.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import torch
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.image_processing_utils import BaseImageProcessor
 
-from .images import decode_image, to_float
+from ...data.images import decode_image, to_float
+from ...data.processor import ModelConfigMixin
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
@@ -28,7 +31,7 @@ def letterbox_size(height: int, width: int, size: int) -> tuple[int, int, float]
     return max(1, round(height * scale)), max(1, round(width * scale)), scale
 
 
-class NeuroDetectionProcessor(BaseImageProcessor):
+class NeuroDetectionProcessor(ModelConfigMixin, BaseImageProcessor):
     """Image -> normalised ``image_size`` square canvas (letterbox) with its mask, scale and original size."""
 
     model_input_names = ["pixel_values", "pixel_mask"]
@@ -75,18 +78,36 @@ class NeuroDetectionProcessor(BaseImageProcessor):
         return out
 
     def preprocess(self, images: Any, return_tensors: str | None = "pt", **kwargs: Any) -> BatchFeature:
-        """One image or a list -> ``pixel_values`` (B, 3, S, S), ``pixel_mask``, ``scale``, ``original_size``."""
+        """One image or a list -> the model inputs ``pixel_values`` (B, 3, S, S) and ``pixel_mask``."""
         if not isinstance(images, (list, tuple)):
             images = [images]
-        items = [decode_image(image, 3) for image in images]
-        boxes = [self.letterbox(t) for t in items]
+        boxes = [self.letterbox(decode_image(image, 3)) for image in images]
         data = {
             "pixel_values": torch.stack([b[0] for b in boxes]),
             "pixel_mask": torch.stack([b[1] for b in boxes]),
-            "scale": torch.tensor([b[2] for b in boxes], dtype=torch.float64),
-            "original_size": torch.tensor([list(t.shape[-2:]) for t in items], dtype=torch.long),
         }
         return BatchFeature(data, tensor_type=return_tensors)
+
+    def post_process_object_detection(
+        self, outputs: Any, threshold: float = 0.5, target_sizes: Any = None
+    ) -> list[dict[str, torch.Tensor]]:
+        """Per image: ``scores``, ``labels`` and xyxy ``boxes`` in its own pixels (``target_sizes``: (height,
+        width) each; default the canvas), above ``threshold``, after the model's saved NMS and top-k."""
+        from .inference import DetectionInference, DetectionSettings
+
+        config = self.model_config or {}
+        settings = DetectionSettings.from_dict(config.get("neurotrain_inference"))
+        settings.score_threshold = float(threshold)
+        inference = DetectionInference(settings, model_type=config.get("model_type", ""))
+        batch = (
+            len(outputs["detections"]) if outputs.get("detections") is not None else len(outputs["logits"])
+        )
+        sizes = target_sizes if target_sizes is not None else [(self.image_size, self.image_size)] * batch
+        result = {"outputs": outputs, "canvas": self.image_size, "original_size": torch.as_tensor(sizes)}
+        return [
+            {"scores": r["scores"], "labels": r["labels"], "boxes": r["boxes"]}
+            for r in inference.records(result)
+        ]
 
     def __call__(self, images: Any, **kwargs: Any) -> BatchFeature:
         return self.preprocess(images, **kwargs)

@@ -8,20 +8,20 @@ the rows ``label, score, x0, y0, x1, y1``.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .common import examples_of, gradio, guarded, image_input, open_checked, resolve_model, rgb_array
+from ...demos.common import examples_of, gradio, guarded, image_input, open_checked, rgb_array
+from ...drawing import render_detections
 
 
-def build_demo(model: str | None = None, examples: Any = None) -> Any:
-    """A ``gr.Blocks`` detecting objects in one uploaded image with ``model`` (Hub id or run/model folder)."""
-    from ..predictor import Predictor
-    from ..tasks.detection.drawing import render
+def build_demo(folder: Path, model: str, examples: Any = None) -> Any:
+    """A ``gr.Blocks`` detecting objects in one uploaded image with the model folder (``model``: its name)."""
+    from ...predictor import Predictor
 
     gr = gradio()
-    folder = resolve_model(model, task="detection")
     predictor = Predictor.from_pretrained(folder)
     config = predictor.model.config
     names = [str(config.id2label.get(i, i)) for i in range(config.num_labels)]
@@ -31,7 +31,7 @@ def build_demo(model: str | None = None, examples: Any = None) -> Any:
         image = open_checked(path)
         record = predictor(image)
         threshold = float(0.5 if min_score is None else min_score)
-        picture = np.asarray(render(rgb_array(image), record, None, names, threshold))
+        picture = np.asarray(render_detections(rgb_array(image), record, None, names, threshold))
         rows = [
             [name, round(float(score), 4), *(round(float(v), 1) for v in box)]
             for name, score, box in zip(record["label_names"], record["scores"], record["boxes"])
@@ -41,7 +41,7 @@ def build_demo(model: str | None = None, examples: Any = None) -> Any:
 
     with gr.Blocks(title="neurotrain detection") as demo:
         gr.Markdown(
-            f"## Object detection\nModel: `{model or folder}` ({', '.join(names)}). Upload an image: boxes, labels "
+            f"## Object detection\nModel: `{model}` ({', '.join(names)}). Upload an image: boxes, labels "
             "and scores drawn on it, and the table of detections (image pixels). Grey, 16-bit and RGBA images are "
             "converted; at most 4096 px per side and 20 MB."
         )

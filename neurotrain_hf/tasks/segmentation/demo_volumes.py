@@ -1,6 +1,6 @@
 """3D segmentation demo: a NIfTI volume in, the label volume (NIfTI, on the input's grid) and a slice out.
 
-The mask is the ``Predictor``'s (``predict_volume``): preprocessed like the Tester, sliding-window
+The mask is the ``Predictor``'s (``predict_files``): preprocessed like the Tester, sliding-window
 inference, logits resampled back onto the uploaded file's voxel grid; it is written with the upload's
 affine and header, so it overlays the input in any viewer. The picture is the axial slice with the most
 predicted foreground (or the one the slider picks), classes tinted over the image; the table gives each
@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import NeuroTrainError
-from .common import MAX_BYTES, InputError, examples_of, gradio, guarded, resolve_model
+from ...demos.common import MAX_BYTES, InputError, examples_of, gradio, guarded
+from ...errors import NeuroTrainError
 
 SUFFIXES = (".nii", ".nii.gz")
 
@@ -40,17 +40,14 @@ def check_volume(path: str | os.PathLike | None) -> Path:
     return path
 
 
-def build_demo(model: str | None = None, examples: Any = None) -> Any:
-    """A ``gr.Blocks`` segmenting one uploaded NIfTI volume with a 3D ``model`` (Hub id or folder)."""
-    from ..data.nifti import read_image
-    from ..predictor import Predictor
-    from ..tasks.segmentation.volume_overlay import slice_picture
+def build_demo(folder: Path, model: str, examples: Any = None) -> Any:
+    """A ``gr.Blocks`` segmenting one uploaded NIfTI volume with a 3D model folder (``model``: its name)."""
+    from ...predictor import Predictor
+    from .nifti import read_image
+    from .volume_overlay import slice_picture
 
     gr = gradio()
-    folder = resolve_model(model, task="segmentation")
     predictor = Predictor.from_pretrained(folder)
-    if not hasattr(predictor.processor, "spacing"):
-        raise InputError(f"{model or folder}: a 2D segmentation model; use neurotrain_hf.demos.segmentation")
     names = list(getattr(predictor.model.config, "id2label", {}).values())
     task = predictor.task
     out_dir = Path(tempfile.mkdtemp(prefix="neurotrain-demo-"))
@@ -59,7 +56,7 @@ def build_demo(model: str | None = None, examples: Any = None) -> Any:
     def predict(path: str | None, slice_index: float = -1) -> tuple[str, np.ndarray, list[list[Any]]]:
         upload = check_volume(path)
         try:
-            record = predictor.predict_volume(str(upload))
+            record = predictor.predict_files([str(upload)])[0]
         except NeuroTrainError as exc:  # name the upload, not gradio's temporary path
             raise InputError(str(exc).replace(str(upload), upload.name)) from None
         written = task.save_prediction(
@@ -84,7 +81,7 @@ def build_demo(model: str | None = None, examples: Any = None) -> Any:
     files = examples_of(examples, suffixes=SUFFIXES)
     with gr.Blocks(title="neurotrain 3D segmentation") as demo:
         gr.Markdown(
-            f"## Volume segmentation\nModel: `{model or folder}`. Upload a NIfTI volume (.nii / .nii.gz): the label "
+            f"## Volume segmentation\nModel: `{model}`. Upload a NIfTI volume (.nii / .nii.gz): the label "
             "volume on the same voxel grid (download it and open it over the input in any viewer), one axial "
             "slice, and each structure's volume. Research use only, not for clinical use."
         )

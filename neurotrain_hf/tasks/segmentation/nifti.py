@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import DataError
+from ...errors import DataError
 
 if TYPE_CHECKING:
-    from ..tasks.segmentation.volume_spec import VolumeSpec
+    from .volume_spec import VolumeSpec
 
 AFFINE_TOLERANCE = 1e-3  # mm: image and label affines must agree this closely
 NIFTI_SUFFIXES = (".nii", ".nii.gz")

@@ -19,7 +19,7 @@ import torch
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.image_processing_utils import BaseImageProcessor
 
-from ..errors import DataError
+from ...errors import DataError
 from .nifti import is_nifti, read_image, spacing_of
 
 RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))

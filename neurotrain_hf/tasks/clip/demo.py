@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .common import InputError, examples_of, gradio, guarded, open_checked, resolve_model, rgb_array
+from ...demos.common import InputError, examples_of, gradio, guarded, open_checked, rgb_array
 
 DEFAULT_TEMPLATES = ("a photo of a {}.",)
 MAX_IMAGES = 64
@@ -57,7 +57,7 @@ class ClipScorer:
     def image_embeddings(self, images: list[np.ndarray]) -> Any:
         import torch
 
-        from ..tasks.clip.inference import image_embeddings
+        from .inference import image_embeddings
 
         pixels = self.processor(images=images, return_tensors="pt")["pixel_values"]
         with torch.no_grad():
@@ -66,7 +66,7 @@ class ClipScorer:
     def text_embeddings(self, texts: list[str]) -> Any:
         import torch
 
-        from ..tasks.clip.inference import text_embeddings
+        from .inference import text_embeddings
 
         tokens = self.processor.tokenizer(
             texts, padding="max_length", truncation=True, max_length=self.max_length, return_tensors="pt"
@@ -75,23 +75,22 @@ class ClipScorer:
             return text_embeddings(self.model, tokens["input_ids"], tokens.get("attention_mask"))
 
     def zero_shot(self, image_embeds: Any, labels: list[str]) -> np.ndarray:
-        """(images, labels) probabilities."""
+        """(images, labels) probabilities (``inference.zero_shot_probabilities``)."""
         import torch
-        import torch.nn.functional as F
 
-        prompts = [t.format(label) for label in labels for t in self.templates]
-        text = self.text_embeddings(prompts).view(len(labels), len(self.templates), -1).mean(1)
+        from .inference import class_embeddings, prompt_tokens, zero_shot_probabilities
+
+        tokens = prompt_tokens(self.processor.tokenizer, labels, self.templates, self.max_length)
         with torch.no_grad():
-            logits = image_embeds @ F.normalize(text, dim=-1).T * self.model.logit_scale.exp()
-            if getattr(self.model, "logit_bias", None) is not None:
-                return torch.sigmoid(logits + self.model.logit_bias).numpy()
-            return logits.softmax(-1).numpy()
+            classes = class_embeddings(
+                self.model, tokens["input_ids"], tokens.get("attention_mask"), len(labels)
+            )
+            return zero_shot_probabilities(self.model, image_embeds, classes).numpy()
 
 
-def build_demo(model: str | None = None, examples: Any = None) -> Any:
+def build_demo(folder: Path, model: str, examples: Any = None) -> Any:
     """A ``gr.Blocks`` ranking uploaded images for a text, and labels for each image (zero-shot)."""
     gr = gradio()
-    folder = resolve_model(model, task="clip")
     scorer = ClipScorer(folder)
 
     @guarded
@@ -132,7 +131,7 @@ def build_demo(model: str | None = None, examples: Any = None) -> Any:
 
     with gr.Blocks(title="neurotrain CLIP") as demo:
         gr.Markdown(
-            f"## Image-text retrieval and zero-shot classification\nModel: `{model or folder}`. Upload "
+            f"## Image-text retrieval and zero-shot classification\nModel: `{model}`. Upload "
             "images and enter a text: the images ranked by cosine similarity to the text (highest "
             "first). Labels (comma-separated): each image's labels ranked by zero-shot probability, "
             f"prompts {scorer.templates}. At most {MAX_IMAGES} images, 4096 px per side and 20 MB each."

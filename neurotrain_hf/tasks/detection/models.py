@@ -32,9 +32,9 @@ from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 from transformers.utils import ModelOutput
 
-from ..errors import ConfigError, DataError
-from ..registry import did_you_mean
-from .registry import ModelRequest, register_model
+from ...errors import ConfigError, DataError
+from ...models.registry import ModelRequest, register_model
+from ...registry import did_you_mean
 
 ARCHITECTURES = ("fasterrcnn", "retinanet", "fcos", "maskrcnn")
 BACKBONES = ("resnet18", "resnet34", "resnet50", "mobilenet_v3_large")
@@ -423,3 +423,21 @@ def rtdetr_tiny(request: ModelRequest, **kwargs: Any):
         "freeze_backbone_batch_norms": False,  # random init: BatchNorm statistics must be learnt
     }
     return RTDetrV2ForObjectDetection(_config("rtdetr_tiny", RTDetrV2Config, request, defaults, kwargs))
+
+
+def _register_auto() -> None:
+    from transformers import AutoModelForObjectDetection
+
+    from ...models.auto import register_auto_model, register_processor
+    from .processor import NeuroDetectionProcessor
+
+    register_auto_model(
+        AutoModelForObjectDetection,
+        TorchvisionDetectorConfig,
+        TorchvisionForObjectDetection,
+        NeuroDetectionProcessor,
+    )
+    register_processor(NeuroDetectionProcessor)
+
+
+_register_auto()

@@ -5,19 +5,19 @@ Scores and labels are the ``Predictor``'s (the model's ``id2label`` names). API:
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from .common import examples_of, gradio, guarded, image_input, open_checked, resolve_model
+from ...demos.common import examples_of, gradio, guarded, image_input, open_checked
 
 TOP_K = 5
 
 
-def build_demo(model: str | None = None, examples: Any = None, top_k: int = TOP_K) -> Any:
-    """A ``gr.Blocks`` classifying one uploaded image with ``model`` (Hub id or run/model folder)."""
-    from ..predictor import Predictor
+def build_demo(folder: Path, model: str, examples: Any = None, top_k: int = TOP_K) -> Any:
+    """A ``gr.Blocks`` classifying one uploaded image with the model folder (``model``: its name)."""
+    from ...predictor import Predictor
 
     gr = gradio()
-    folder = resolve_model(model, task="classification")
     predictor = Predictor.from_pretrained(folder)
     config = predictor.model.config
     names = [str(config.id2label.get(i, i)) for i in range(config.num_labels)]
@@ -32,7 +32,7 @@ def build_demo(model: str | None = None, examples: Any = None, top_k: int = TOP_
 
     with gr.Blocks(title="neurotrain classification") as demo:
         gr.Markdown(
-            f"## Image classification\nModel: `{model or folder}`. Upload an image; the {k} most likely "
+            f"## Image classification\nModel: `{model}`. Upload an image; the {k} most likely "
             "classes with their probabilities. Grey, 16-bit and RGBA images are converted; at most "
             "4096 px per side and 20 MB."
         )

@@ -1,8 +1,8 @@
 """Our U-Net as a ``PreTrainedModel`` (2D and 3D), registered with ``AutoModelForSemanticSegmentation``.
 
 Encoder of ``depth`` levels (two conv-norm-ReLU per level, max-pooling between), a mirrored decoder
-with transposed-convolution upsampling and skip concatenation, a 1x1 head. ``num_labels == 1`` is a
-binary sigmoid head (foreground logit); ``num_labels >= 2`` a softmax head. With deep supervision the
+with transposed-convolution upsampling and skip concatenation, a 1x1 head: one channel for a binary
+sigmoid head (``binary_head``: the foreground logit), else one softmax channel per label. With deep supervision the
 training output also carries one logit map per decoder level (upsampled) in ``hidden_states``.
 """
 
@@ -14,8 +14,8 @@ from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import SemanticSegmenterOutput
 
-from ..errors import ConfigError
-from .registry import ModelRequest, register_model
+from ...errors import ConfigError
+from ...models.registry import ModelRequest, register_model
 
 NORMS = ("batch", "instance", "group", "none")
 
@@ -30,6 +30,33 @@ def dense_loss(logits: torch.Tensor, labels: torch.Tensor | None) -> torch.Tenso
     if logits.shape[1] == 1:
         return F.binary_cross_entropy_with_logits(logits[:, 0], labels.float())
     return F.cross_entropy(logits, labels.long())
+
+
+def segmentation_labels(request: ModelRequest) -> dict:
+    """Label kwargs of a segmentation model config. A one-channel (binary sigmoid) head still names two
+    labels, background and foreground (so ``transformers.pipeline`` names both masks), with
+    ``binary_head = True``: its logit is the foreground's."""
+    if request.num_labels != 1:
+        return request.label_maps()
+    names = {0: "background", 1: request.id2label.get(0, "foreground")}
+    return {"id2label": names, "label2id": {v: k for k, v in names.items()}, "binary_head": True}
+
+
+def head_channels(config: PretrainedConfig) -> int:
+    """Output channels of a segmentation model: 1 for a binary head, else one per label."""
+    return 1 if getattr(config, "binary_head", False) else int(config.num_labels)
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[slice, ...]]:
+    """Zero-pad the spatial dims of (B, C, *spatial) at their end to a multiple of ``multiple``; returns the
+    padded tensor and the index that crops an output of the padded size back. Our models pad themselves,
+    so any input size works, in the Predictor and in ``transformers.pipeline`` alike."""
+    size = x.shape[2:]
+    pads = [(-s) % multiple for s in size]
+    crop = (..., *[slice(0, s) for s in size])
+    if not any(pads):
+        return x, crop
+    return F.pad(x, [p for pad in reversed(pads) for p in (0, pad)], mode="constant"), crop
 
 
 class UNetConfig(PretrainedConfig):
@@ -111,9 +138,9 @@ class UNetForSemanticSegmentation(PreTrainedModel):
             self.up.append(up_conv(prev, width, 2, stride=2))
             self.merge.append(_Block(2 * width, width, config))
             if config.deep_supervision:
-                self.aux.append(head_conv(width, config.num_labels, 1))
+                self.aux.append(head_conv(width, head_channels(config), 1))
             prev = width
-        self.head = head_conv(prev, config.num_labels, 1)
+        self.head = head_conv(prev, head_channels(config), 1)
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -126,7 +153,8 @@ class UNetForSemanticSegmentation(PreTrainedModel):
 
     def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None, **kwargs):
         pool = F.max_pool2d if self.config.spatial_dims == 2 else F.max_pool3d
-        x, skips = pixel_values, []
+        x, crop = pad_to_multiple(pixel_values, self.size_multiple)
+        skips = []
         for i, block in enumerate(self.down):
             x = block(pool(x, 2) if i else x)
             skips.append(x)
@@ -139,7 +167,8 @@ class UNetForSemanticSegmentation(PreTrainedModel):
         hidden = None
         if aux:  # coarsest first; upsampled to the output size
             size = logits.shape[2:]
-            hidden = tuple(F.interpolate(a, size=size, mode="nearest") for a in aux)
+            hidden = tuple(F.interpolate(a, size=size, mode="nearest")[crop] for a in aux)
+        logits = logits[crop]
         return SemanticSegmenterOutput(loss=dense_loss(logits, labels), logits=logits, hidden_states=hidden)
 
 
@@ -148,5 +177,5 @@ def unet(request: ModelRequest, **kwargs) -> UNetForSemanticSegmentation:
     """Our U-Net (``[model] kwargs``: spatial_dims, depth, base_channels, norm, dropout, deep_supervision)."""
     if request.pretrained:
         raise ConfigError("[model] unet has no pretrained weights; set [model] pretrained = false")
-    config = UNetConfig(num_channels=request.in_channels, **request.label_maps(), **kwargs)
+    config = UNetConfig(num_channels=request.in_channels, **segmentation_labels(request), **kwargs)
     return UNetForSemanticSegmentation(config)

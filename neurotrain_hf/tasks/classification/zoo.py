@@ -1,25 +1,16 @@
-"""Wrappers for external model zoos: ``timm/<name>``, ``torchvision/<name>``, ``hf/<id-or-model-type>``.
-
-timm models go through transformers' own timm wrapper (``TimmWrapperForImageClassification``);
-torchvision classifiers through a thin ``PreTrainedModel`` (``TorchvisionForImageClassification``);
-``hf/`` models through the task's Auto class. A pretrained stem meeting another channel count is
-adapted the way timm does it (``timm.models.adapt_input_conv``) where the weights allow it; otherwise
-the user is told.
-"""
+"""Classifiers from the model zoos: ``timm/<name>`` (transformers' ``TimmWrapperForImageClassification``) and
+``torchvision/<name>`` (a thin ``PreTrainedModel``). A pretrained stem meeting another channel count is
+adapted the way timm does it (``timm.models.adapt_input_conv``)."""
 
 from __future__ import annotations
-
-import logging
 
 import torch
 from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import ImageClassifierOutput
 
-from ..errors import ConfigError
-from .registry import MODELS, ModelRequest
-
-logger = logging.getLogger(__name__)
+from ...errors import ConfigError
+from ...models.registry import MODELS, ModelRequest
 
 
 @MODELS.register_prefix("timm")
@@ -144,48 +135,5 @@ def torchvision_model(arch: str):
             architecture=arch, num_channels=request.in_channels, model_args=kwargs, **request.label_maps()
         )
         return TorchvisionForImageClassification(config, weights="DEFAULT" if request.pretrained else None)
-
-    return build
-
-
-def _auto(name: str):
-    import transformers
-
-    return getattr(transformers, name)
-
-
-@MODELS.register_prefix("hf")
-def hf_model(model_id: str):
-    """``hf/<hub-id-or-path>`` (config from the Hub or a folder) or ``hf/<model_type>`` (e.g. ``hf/vit``)."""
-
-    def build(request: ModelRequest, **kwargs):
-        from transformers import CONFIG_MAPPING, AutoConfig
-
-        auto = _auto(request.auto_class)
-        remote = {"trust_remote_code": True} if request.trust_remote_code else {}
-        if model_id in CONFIG_MAPPING and not request.pretrained:
-            config = AutoConfig.for_model(
-                model_id, num_channels=request.in_channels, **request.label_maps(), **kwargs
-            )
-            return auto.from_config(config)
-        config = AutoConfig.from_pretrained(model_id, **remote)
-        channels = getattr(config, "num_channels", None)
-        if request.pretrained and channels is not None and channels != request.in_channels:
-            raise ConfigError(
-                f"[model] hf/{model_id}: pretrained on {channels}-channel images but the data has "
-                f"{request.in_channels}; set [dataset] channels = {channels} (images are converted)"
-            )
-        overrides = {"num_channels": request.in_channels} if channels is not None else {}
-        if request.pretrained:
-            return auto.from_pretrained(
-                model_id,
-                ignore_mismatched_sizes=True,
-                **overrides,
-                **request.label_maps(),
-                **remote,
-                **kwargs,
-            )
-        config = AutoConfig.from_pretrained(model_id, **overrides, **request.label_maps(), **remote, **kwargs)
-        return auto.from_config(config, **remote)
 
     return build
