@@ -135,9 +135,28 @@ def single_process_loading():
         hf_deepspeed._hf_deepspeed_config_weak_ref = saved
 
 
-def merge_adapter(path: str | Path, out: str | Path, base: str | None = None) -> float:
+def task_settings(config: Any) -> dict[str, Any]:
+    """The task and its settings saved in a model config (the ``neurotrain_*`` keys: task, inference and
+    post-processing settings, zero-shot prompts), which a merged or reloaded model must carry."""
+    return {k: v for k, v in config.to_dict().items() if k.startswith("neurotrain_")}
+
+
+def update_config_json(folder: Path, values: dict[str, Any]) -> None:
+    """Add ``values`` to the ``config.json`` of a saved model folder (atomically; no folder, nothing)."""
+    path = Path(folder) / "config.json"
+    if not path.is_file() or not values:
+        return
+    from .trainer.checkpointing import write_json_atomic
+
+    write_json_atomic(path, {**json.loads(path.read_text(encoding="utf-8")), **values})
+
+
+def merge_adapter(
+    path: str | Path, out: str | Path, base: str | None = None, config_updates: dict[str, Any] | None = None
+) -> float:
     """Merge an adapter into its base, save a normal model folder at ``out``; returns the largest
-    difference between merged and unmerged outputs on a probe batch (raises if it is not small)."""
+    difference between merged and unmerged outputs on a probe batch (raises if it is not small).
+    ``config_updates``: settings the merged config carries (the trained model's ``task_settings``)."""
     adapter = adapter_folder(path)
     with single_process_loading():
         task, peft_model = load_with_adapter(adapter, base)
@@ -153,6 +172,7 @@ def merge_adapter(path: str | Path, out: str | Path, base: str | None = None) ->
     out = Path(out)
     staging = out.with_name(f".{out.name}.staging")
     shutil.rmtree(staging, ignore_errors=True)
+    merged.config.update(config_updates or {})
     merged.save_pretrained(str(staging), safe_serialization=True)
     copy_processor(adapter, staging)
     from .trainer.checkpointing import replace_dir_atomic

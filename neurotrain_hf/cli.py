@@ -30,12 +30,10 @@ def _registry_names(kind: str, task: str | None = None) -> list[str]:
         return list_datasets()
     if kind == "losses":
         from .losses import list_losses
-        from .tasks import get_task, list_tasks
+        from .tasks import TaskSpec, each_task, get_task
 
-        kinds = [
-            k for name in ([task] if task else list_tasks()) for k in get_task(name).config_class().loss_kinds
-        ]
-        return list_losses(kinds=kinds)
+        classes = [get_task(task).config_class()] if task else each_task(TaskSpec.config_class).values()
+        return list_losses(kinds=[k for cls in classes for k in cls.loss_kinds])
     if kind == "metrics":
         from .metrics import list_metrics
 

@@ -26,3 +26,9 @@ class DataError(NeuroTrainError, ValueError):
 
 class TrainingHaltedError(NeuroTrainError, RuntimeError):
     """Training stopped on purpose (non-finite loss, broken launch); the last good checkpoint is kept."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -78,6 +78,11 @@ def check_loss(spec: str, kinds: Sequence[str], task: str) -> None:
             raise ConfigError(
                 f"[training] loss: {name!r} is not a {task} loss{did_you_mean(name, valid)}; valid: {', '.join(valid)}"
             )
+    summable = [n for n in terms if set(LOSSES.get(n).kinds) & {"logits", "dense"}]
+    if len(terms) > 1 and len(summable) < len(terms):
+        raise ConfigError(
+            f"[training] loss = {spec!r}: contrastive losses are not summed; choose one of {', '.join(valid)}"
+        )
 
 
 def _weights(opts: LossOptions, logits: torch.Tensor) -> torch.Tensor | None:

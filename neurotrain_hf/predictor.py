@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from .errors import NeuroTrainError
-from .tasks import get_task, list_tasks
+from .errors import NeuroTrainError, first_line
+from .tasks import TaskSpec, each_task, get_task
 from .tasks.base import TASK_KEY
 
 
@@ -43,7 +43,7 @@ def task_of_config(config: dict[str, Any], where: Any = "model") -> str:
     """The task of a model config: ``neurotrain_task``, else the one task whose ``claims`` accepts it."""
     if config.get(TASK_KEY):
         return config[TASK_KEY]
-    claimed = [name for name in list_tasks() if type(get_task(name).load()).claims(config)]
+    claimed = [name for name, task in each_task(TaskSpec.load).items() if type(task).claims(config)]
     if len(claimed) == 1:
         return claimed[0]
     architectures = config.get("architectures") or []
@@ -51,11 +51,6 @@ def task_of_config(config: dict[str, Any], where: Any = "model") -> str:
         f"{where}: cannot tell the task of this model (architectures {architectures}; "
         f"{'claimed by ' + ', '.join(claimed) if claimed else 'no task claims it'})"
     )
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _to(value: Any, device: torch.device) -> Any:
@@ -80,8 +75,10 @@ class Predictor:
 
     @torch.no_grad()
     def predict(self, items: Sequence[Any], settings: Any = None) -> list[dict[str, Any]]:
-        """Predict a list of inputs in batches (inputs the task keys apart go through the model apart);
-        ``settings`` replaces the saved ones for this call (e.g. a demo's threshold)."""
+        """Predict a list of inputs in batches (inputs the task keys apart go through the model apart).
+        ``settings`` replaces the saved ones for this call in ``preprocess`` and ``predictions`` (a demo's
+        threshold and post-processing, zero-shot labels); the inference itself (windows, flips) is the
+        saved one."""
         settings = settings if settings is not None else self.settings
         device = next(self.model.parameters()).device
         out: list[dict[str, Any]] = [{} for _ in items]
@@ -113,10 +110,10 @@ class Predictor:
                     raise
                 except (RuntimeError, ValueError) as single:
                     raise NeuroTrainError(
-                        f"{path}: the model cannot take this input ({_first_line(single)})"
+                        f"{path}: the model cannot take this input ({first_line(single)})"
                     ) from None
             raise NeuroTrainError(
-                f"the model cannot take these inputs together ({_first_line(exc)})"
+                f"the model cannot take these inputs together ({first_line(exc)})"
             ) from None
 
     def __call__(self, item: Any) -> dict[str, Any]:

@@ -16,7 +16,15 @@ from typing import Any
 
 from transformers import set_seed
 
-from .adapters import ADAPTER_DIR, BASE_DIR, apply_peft, is_peft_model, merge_adapter
+from .adapters import (
+    ADAPTER_DIR,
+    BASE_DIR,
+    apply_peft,
+    is_peft_model,
+    merge_adapter,
+    task_settings,
+    update_config_json,
+)
 from .config.experiment import ExperimentConfig
 from .config.io import write_config_file
 from .errors import ConfigError
@@ -138,8 +146,13 @@ def run(config: ExperimentConfig, callbacks: list | None = None) -> dict[str, An
     task.finalize_model(trainer.model, valid_artifacts)
     if is_peft_model(trainer.model):
         save_model(trainer, task, data, run_dir / ADAPTER_DIR)
+        settings = task_settings(trainer.model.config)  # what the base's saved config.json lacks
+        if main:
+            update_config_json(
+                run_dir / BASE_DIR, settings
+            )  # a base built from a config: `lora merge` reads it
         if main and config.peft.merge:
-            diff = merge_adapter(run_dir / ADAPTER_DIR, run_dir / MODEL_DIR)
+            diff = merge_adapter(run_dir / ADAPTER_DIR, run_dir / MODEL_DIR, config_updates=settings)
             logger.info("merged adapter into %s (largest output difference %.3g)", run_dir / MODEL_DIR, diff)
         trainer.accelerator.wait_for_everyone()
     else:
@@ -158,7 +171,7 @@ def run(config: ExperimentConfig, callbacks: list | None = None) -> dict[str, An
     }
     test_artifacts: dict[str, Any] = {}
     if config.testing.run_after_training and config.testing.split in data.splits:
-        tester = Tester(config, trainer=trainer, data=data)
+        tester = Tester(config, trainer=trainer, data=data, task=task)
         report["test"] = tester.run()
         test_artifacts = tester.artifacts
     if not main:

@@ -47,11 +47,13 @@ class Tester:
     and loads the model named by ``[testing] checkpoint`` from the run folder.
     """
 
-    def __init__(self, config: ExperimentConfig, trainer: Any = None, data: Any = None) -> None:
+    def __init__(
+        self, config: ExperimentConfig, trainer: Any = None, data: Any = None, task: Any = None
+    ) -> None:
         self.config = config
         self.trainer = trainer
         self.data = data
-        self.task = get_task(config.basic.task).load()
+        self.task = task or get_task(config.basic.task).load()  # the run's own task object when given
         self.artifacts: dict[str, Any] = {}
 
     def _build(self) -> None:

@@ -74,7 +74,7 @@ def test_image_segmentation_pipeline_equals_predict_pixel_for_pixel(segmentation
             np.testing.assert_array_equal(picture, (mask == value).astype(np.uint8) * 255, err_msg=name)
 
 
-def test_segmentation_processor_applies_the_saved_threshold(segmentation_folder, sample_images):
+def test_segmentation_processor_applies_the_saved_threshold(segmentation_folder, sample_images, caplog):
     """The settings come from config.json: the processor's post-processing follows a changed threshold."""
     from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
 
@@ -89,6 +89,10 @@ def test_segmentation_processor_applies_the_saved_threshold(segmentation_folder,
     processor.model_config["neurotrain_inference"]["postprocess"]["min_size"] = 0
     everything = processor.post_process_semantic_segmentation(outputs, target_sizes=[(64, 64)])[0]
     assert everything.min() == 1 and 0 < saved.float().mean() < 1
+    assert "Predictor" not in caplog.text
+    processor.model_config["neurotrain_inference"]["mode"] = "sliding"  # not what one plain forward gives
+    processor.post_process_semantic_segmentation(outputs, target_sizes=[(64, 64)])
+    assert "settings use sliding windows" in caplog.text and "use neurotrain_hf.Predictor" in caplog.text
 
 
 def _detection_images(tmp_path: Path) -> list[Path]:

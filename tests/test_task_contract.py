@@ -10,7 +10,7 @@ from neurotrain_hf.runner import build
 from neurotrain_hf.runner import run as run_experiment
 from neurotrain_hf.trainer.run_folder import read_history
 
-from .conftest import tiny_config_dict
+from .conftest import ROOT, tiny_config_dict
 from .helpers.toy_task import register
 
 
@@ -188,3 +188,30 @@ def test_architecture_doc_names_every_hook_and_only_hooks_that_exist():
     table = text.split("## The task contract")[1].split("\n\n")[1]  # the hooks table
     named = {n for row in table.splitlines()[2:] for n in re.findall(r"`(\w+)`", row.split("|")[1])}
     assert named == hooks, (sorted(hooks - named), sorted(named - hooks))
+
+
+def test_a_broken_installed_task_is_left_out_not_fatal(caplog):
+    """A plugin whose modules fail to import: the others keep working; asking for it is one line."""
+    from neurotrain_hf import tasks
+    from neurotrain_hf.config import load_config
+    from neurotrain_hf.errors import ConfigError, RegistryError
+    from neurotrain_hf.metrics import list_metrics
+
+    tasks.register_task(
+        tasks.TaskSpec(
+            name="broken", task="no_such_pkg.task:T", training="no_such_pkg.config:C", models="no_such_pkg"
+        )
+    )
+    try:
+        tasks.register_all_models()  # what `import neurotrain_hf` runs
+        assert "broken" not in tasks.list_tasks() and "mcc" in list_metrics()
+        with pytest.raises(
+            RegistryError, match=r"task 'broken': its modules failed to import \(No module named"
+        ):
+            tasks.get_task("broken")
+        with pytest.raises(ConfigError, match="the classification task does not read this key"):
+            load_config(ROOT / "recipes" / "configs" / "digits_cnn.toml", ["--augmentation.spacing", "1"])
+        assert "task 'broken' is left out" in caplog.text
+    finally:
+        tasks.TASKS.unregister("broken")
+        tasks._broken.pop("broken", None)

@@ -144,7 +144,7 @@ def move_keys(data: dict[str, dict[str, Any]], training_cls: type, source: str) 
                 f"{source}: [training] {key} and [{home}] {key} are both set; keep [{home}] {key}"
             )
         data.setdefault(home, {})[key] = data["training"].pop(key)
-        logger.warning("%s: [training] %s is read as [%s] %s (its place now)", source, key, home, key)
+        logger.info("%s: [training] %s is read as [%s] %s (its place now)", source, key, home, key)
 
 
 def check_task_names(training: Any, task: str, explicit: tuple[str, ...] = ()) -> None:
@@ -159,11 +159,8 @@ def check_task_names(training: Any, task: str, explicit: tuple[str, ...] = ()) -
         if "greater_is_better" not in explicit and best_key and lower_is_better(best_key, families):
             training.greater_is_better = False
 
-        uses_best = (
-            training.load_best_model_at_end
-            or training.early_stopping_patience is not None
-            or str(training.save_strategy) in ("best", "SaveStrategy.BEST")
-        )
+        strategy = getattr(training.eval_strategy, "value", training.eval_strategy)
+        uses_best = strategy != "no"  # every evaluation looks the best metric up (transformers)
         best = training.metric_for_best_model if uses_best else None
         check_metrics(list(training.metrics or []), best, families, task)
     kinds = getattr(training, "loss_kinds", ())

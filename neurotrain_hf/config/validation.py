@@ -115,13 +115,10 @@ def unknown_key(source: str, section: str, key: str, options: list[str], task: s
     valid key and which other tasks read the key."""
     if task is None:
         return ConfigError(f"{source}: unknown key [{section}] {key}{did_you_mean(key, options)}")
-    from ..tasks import get_task, list_tasks
+    from ..tasks import each_task
 
-    readers = [
-        other
-        for other in list_tasks()
-        if other != task and key in field_types(get_task(other).section_class(section))
-    ]
+    classes = each_task(lambda spec: spec.section_class(section))
+    readers = [other for other, cls in classes.items() if other != task and key in field_types(cls)]
     where = f" (read by {', '.join(readers)})" if readers else ""
     near = nearest(key, options)
     hint = f"; nearest valid key: {near!r}" if near else ""

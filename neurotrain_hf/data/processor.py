@@ -38,7 +38,7 @@ def read_model_config(path: Any, **kwargs: Any) -> dict[str, Any] | None:
             _raise_exceptions_for_connection_errors=False,
             **hub,
         )
-    except OSError:
+    except (OSError, ValueError):  # no such repo or folder, a gated repo, a name that is no repo id
         return None
     if file is None:
         return None
@@ -55,10 +55,12 @@ class ModelConfigMixin:
     model_config: dict[str, Any] | None = None
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: Any, *args: Any, **kwargs: Any):
-        processor = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)  # type: ignore[misc]
+    def from_pretrained(cls, pretrained_model_name_or_path: Any, *args: Any, **kwargs: Any) -> Any:
+        """The processor, with the model folder's ``config.json`` (None when there is none) attached."""
+        loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)  # type: ignore[misc]
+        processor = loaded[0] if isinstance(loaded, tuple) else loaded  # return_unused_kwargs=True
         processor.model_config = read_model_config(pretrained_model_name_or_path, **kwargs)
-        return processor
+        return loaded
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()  # type: ignore[misc]

@@ -12,12 +12,13 @@ def list_metrics(task: str | None = None, pattern: str = "*") -> list[str]:
     """The metric names a task computes (every task's when ``task`` is None), with reported key patterns."""
     import fnmatch
 
-    from ..tasks import get_task, list_tasks
+    from ..tasks import TaskSpec, each_task, get_task
     from .registry import reported_names
 
+    classes = {task: get_task(task).config_class()} if task else each_task(TaskSpec.config_class)
     names: list[str] = []
-    for name in [task] if task else list_tasks():
-        for key in reported_names(get_task(name).config_class().metric_families):
+    for cls in classes.values():
+        for key in reported_names(cls.metric_families):
             if key not in names and fnmatch.fnmatchcase(key, pattern):
                 names.append(key)
     return names

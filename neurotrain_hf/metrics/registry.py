@@ -53,10 +53,9 @@ def get_family(name: str) -> MetricFamily:
     """A registered family; tasks register theirs when their ``[training]`` class is imported, so an
     unknown name first loads every task's."""
     if name not in FAMILIES:
-        from ..tasks import get_task, list_tasks
+        from ..tasks import TaskSpec, each_task
 
-        for task in list_tasks():
-            get_task(task).config_class()
+        each_task(TaskSpec.config_class)
     return FAMILIES.get(name)
 
 

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import importlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..errors import RegistryError
+from ..errors import RegistryError, first_line
 from ..registry import Registry
 
 if TYPE_CHECKING:  # the public names (``__getattr__``) load on first use: they import torch and transformers
@@ -78,6 +79,7 @@ _broken: dict[
     str, str
 ] = {}  # entry points that failed to load: name -> why (said when the task is asked for)
 _discovered = False
+T = TypeVar("T")
 
 
 def register_task(spec: TaskSpec) -> TaskSpec:
@@ -94,23 +96,33 @@ def _discover() -> None:
         try:
             spec = point.load()
         except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the other tasks
-            _broken[point.name] = f"entry point {point.value!r} failed to load ({_first_line(exc)})"
-            logger.warning("task %r: %s", point.name, _broken[point.name])
+            _skip(point.name, f"entry point {point.value!r} failed to load ({first_line(exc)})")
             continue
         if not isinstance(spec, TaskSpec) or spec.name != point.name:
-            _broken[point.name] = f"entry point {point.value!r} is not a TaskSpec named {point.name!r}"
-            logger.warning("task %r: %s", point.name, _broken[point.name])
-            continue
-        if spec.name in TASKS and TASKS.get(spec.name) != spec:
-            _broken[point.name] = f"two packages declare a task named {point.name!r} ({point.value!r})"
-            continue
-        if spec.name not in TASKS:
+            _skip(point.name, f"entry point {point.value!r} is not a TaskSpec named {point.name!r}")
+        elif spec.name in TASKS and TASKS.get(spec.name) != spec:
+            logger.warning("task %r: two packages declare it; %r is ignored", point.name, point.value)
+        elif spec.name not in TASKS:
             register_task(spec)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+def _skip(name: str, why: str) -> None:
+    """Leave a task out (said in a warning now, and when the task is asked for)."""
+    TASKS.unregister(name)
+    _broken[name] = why
+    logger.warning("task %r is left out: %s", name, why)
+
+
+def each_task(load: Callable[[TaskSpec], T]) -> dict[str, T]:
+    """``load(spec)`` for every task; a task whose modules fail to import is left out, not fatal (one
+    broken plugin must not break the others)."""
+    out: dict[str, T] = {}
+    for name in list_tasks():
+        try:
+            out[name] = load(TASKS.get(name))
+        except Exception as exc:  # noqa: BLE001
+            _skip(name, f"its modules failed to import ({first_line(exc)})")
+    return out
 
 
 def get_task(name: str) -> TaskSpec:
@@ -118,6 +130,11 @@ def get_task(name: str) -> TaskSpec:
     _discover()
     if name in _broken and name not in TASKS:
         raise RegistryError(f"task {name!r}: {_broken[name]}")
+    if not TASKS.list():
+        raise RegistryError(
+            f"no tasks are installed (entry-point group {ENTRY_POINT_GROUP!r} is empty): install the package "
+            "with `pip install -e .` (`make install`)"
+        )
     if not name:
         raise RegistryError(f"no task given; known: {', '.join(list_tasks())}")
     return TASKS.get(name)
@@ -130,15 +147,13 @@ def list_tasks(pattern: str = "*") -> list[str]:
 
 def load_all_sources() -> None:
     """Register every task's datasets (for ``neurotrain list datasets``)."""
-    for name in list_tasks():
-        TASKS.get(name).load_sources()
+    each_task(TaskSpec.load_sources)
 
 
 def register_all_models() -> None:
     """Every task's model registrations (``import neurotrain_hf`` runs this, so the transformers Auto
     classes and pipelines load our model folders)."""
-    for name in list_tasks():
-        TASKS.get(name).register_models()
+    each_task(TaskSpec.register_models)
 
 
 _PUBLIC = {
@@ -167,7 +182,7 @@ _PUBLIC = {
     "ConfigError": "neurotrain_hf.errors",
     "DataError": "neurotrain_hf.errors",
 }
-__all__ = ["TaskSpec", "get_task", "list_tasks", "register_task", *_PUBLIC]
+__all__ = ["TaskSpec", "each_task", "get_task", "list_tasks", "register_task", *_PUBLIC]
 
 
 def __getattr__(name: str) -> Any:

@@ -24,13 +24,14 @@ from typing import Any, ClassVar
 
 import datasets
 
-from ..errors import NeuroTrainError
+from ..errors import NeuroTrainError, first_line
 from ..trainer.evaluation import SampleBatch, TestOutputs
 from ..trainer.inference import Inference
 
 __all__ = ["SampleBatch", "Task", "TaskData", "TestOutputs", "loss_text"]
 
 TASK_KEY = "neurotrain_task"  # written into a saved config.json: which task serves the folder
+SETTINGS_KEY = "neurotrain_inference"  # the task's inference / post-processing settings in config.json
 
 
 @dataclass
@@ -102,7 +103,7 @@ class Task:
             return getattr(transformers, self.processor_class).from_pretrained(str(folder))
         except (OSError, ValueError) as exc:
             if any(Path(folder, n).is_file() for n in ("preprocessor_config.json", "processor_config.json")):
-                raise NeuroTrainError(f"{folder}: cannot load its processor ({_first_line(exc)})") from None
+                raise NeuroTrainError(f"{folder}: cannot load its processor ({first_line(exc)})") from None
             return None
 
     def lora_targets(self, model: Any) -> list[str] | str:
@@ -200,8 +201,3 @@ class Task:
 def loss_text(losses: Any, k: int) -> str:
     """A per-sample loss as CSV text (empty when the batch has none)."""
     return f"{float(losses[k]):.6f}" if losses is not None else ""
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -154,11 +154,11 @@ class SampleWriter:
         if self._file is not None:
             self._file.close()
         self.accelerator.wait_for_everyone()
-        if self.accelerator.process_index != 0:
-            return None
-        if self.path is not None:
-            merge_csv_parts(self.out.parts("per_sample.csv"), self.path)
-        self.task.finish_outputs(self.out)
+        if self.accelerator.process_index == 0:
+            if self.path is not None:
+                merge_csv_parts(self.out.parts("per_sample.csv"), self.path)
+            self.task.finish_outputs(self.out)
+        self.accelerator.wait_for_everyone()  # no rank starts another test run before the merge is done
         return self.path
 
 

@@ -100,6 +100,15 @@ def test_lora_adapter_reloads_exactly_and_merges(tmp_path, capsys):
     with torch.no_grad():
         assert torch.allclose(task.probe_outputs(merged_cli, probe)[2], live[2], atol=1e-5)
     assert (tmp_path / "merged" / "tokenizer.json").is_file()
+    # the zero-shot settings chosen in training reach every folder the adapter becomes (merged, base, CLI)
+    settings = [
+        json.loads((folder / "config.json").read_text()).get("neurotrain_zero_shot")
+        for folder in (run_dir / "model", run_dir / "base_model", tmp_path / "merged")
+    ]
+    templates = build_config(data).training.zero_shot_templates
+    assert (
+        settings[0]["labels"] and settings[0]["templates"] == templates and settings.count(settings[0]) == 3
+    )
 
 
 def test_lora_carries_batchnorm_statistics(tmp_path):

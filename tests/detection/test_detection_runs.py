@@ -186,7 +186,33 @@ def test_tester_writes_the_split_it_is_given_where_it_is_told(detection_run, tmp
     assert len(rows) == 1 + result["num_samples"] and rows[0].startswith("index,image_id,")
     gt = COCO(str(out / "valid_coco_gt.json"))
     assert len(gt.getImgIds()) == result["num_samples"]
-    if json.loads((out / "valid_results.json").read_text()):
-        assert gt.loadRes(str(out / "valid_results.json")).getImgIds()
-    assert len(list((out / "drawings").glob("*.png"))) == min(8, result["num_samples"])
+    results = json.loads((out / "valid_results.json").read_text())
+    assert results and set(gt.loadRes(results).getImgIds()) <= set(gt.getImgIds())
+    drawings = sorted(p.name for p in (out / "drawings").glob("*.png"))
+    assert len(drawings) == min(8, result["num_samples"]) and all(n.startswith("valid_") for n in drawings)
     assert sorted(p.name for p in detection_run.iterdir()) == before
+
+
+def test_every_ranks_results_are_merged_in_order(tmp_path):
+    """What rank 0 merges when each of two ranks wrote its part (the part names the task's hooks use)."""
+    from neurotrain_hf.tasks.detection.outputs import RESULTS, finish_outputs
+    from neurotrain_hf.trainer.evaluation import TestOutputs, merge_csv_parts
+
+    out = TestOutputs("test", tmp_path, None, None, None, world_size=2)
+    lines = [[(3, 0.2), (1, 0.9)], [(1, 0.95), (2, 0.5)]]  # (image id, score) per rank
+    for rank, part in enumerate(out.parts(RESULTS)):
+        part.write_text("".join(json.dumps({"image_id": i, "score": sc}) + "\n" for i, sc in lines[rank]))
+    csv_parts = out.parts("per_sample.csv")
+    csv_parts[0].write_text("index,loss\n2,0.5\n0,0.1\n")
+    csv_parts[1].write_text("index,loss\n1,0.3\n")
+    finish_outputs(out)
+    merge_csv_parts(csv_parts, tmp_path / "test_per_sample.csv")
+    merged = [(r["image_id"], r["score"]) for r in json.loads((tmp_path / "test_results.json").read_text())]
+    assert merged == [(1, 0.95), (1, 0.9), (2, 0.5), (3, 0.2)]  # by image, best score first
+    assert (tmp_path / "test_per_sample.csv").read_text().splitlines() == [
+        "index,loss",
+        "0,0.1",
+        "1,0.3",
+        "2,0.5",
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["test_per_sample.csv", "test_results.json"]

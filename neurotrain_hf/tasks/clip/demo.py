@@ -23,7 +23,6 @@ import numpy as np
 
 from ...demos.common import InputError, examples_of, gradio, guarded, open_checked, rgb_array
 
-DEFAULT_TEMPLATES = ("a photo of a {}.",)
 MAX_IMAGES = 64
 RANKING_HEADERS = ["rank", "image", "cosine similarity"]
 ZERO_SHOT_HEADERS = ["image", "rank", "label", "probability"]
@@ -44,15 +43,14 @@ class ClipScorer:
     def __init__(self, folder: Path) -> None:
         from transformers import AutoModel, AutoProcessor
 
+        from .inference import text_length
+        from .task import ClipTask
+
         self.model = AutoModel.from_pretrained(str(folder)).eval()
         self.processor = AutoProcessor.from_pretrained(str(folder))
-        zero_shot = getattr(self.model.config, "neurotrain_zero_shot", None) or {}
-        self.labels = list(zero_shot.get("labels") or [])
-        self.templates = list(zero_shot.get("templates") or DEFAULT_TEMPLATES)
-        limit = getattr(self.model.config.text_config, "max_position_embeddings", 77)
-        self.max_length = min(
-            int(getattr(self.processor.tokenizer, "model_max_length", limit) or limit), limit
-        )
+        settings = ClipTask().settings(self.model.config)  # the zero-shot labels and templates saved with it
+        self.labels, self.templates = settings["labels"], settings["templates"]
+        self.max_length = text_length(self.processor.tokenizer, settings["positions"])
 
     def image_embeddings(self, images: list[np.ndarray]) -> Any:
         import torch

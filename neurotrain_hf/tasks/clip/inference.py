@@ -31,6 +31,13 @@ def text_embeddings(
     return F.normalize(features(model.get_text_features(input_ids=input_ids, **kwargs)), dim=-1)
 
 
+def text_length(tokenizer: Any, positions: int) -> int:
+    """Tokens a text or prompt is padded/truncated to: the tokenizer's maximum within the text tower's
+    ``positions`` (tokenizers without a maximum report a huge sentinel)."""
+    own = getattr(tokenizer, "model_max_length", None)
+    return min(int(own), positions) if own and own < 100_000 else positions
+
+
 def prompt_tokens(tokenizer: Any, labels: list[str], templates: list[str], max_length: int) -> dict[str, Any]:
     """The zero-shot prompts (every template of every label, label-major) as padded token ids."""
     prompts = [t.format(label) for label in labels for t in templates]

@@ -38,7 +38,10 @@ class ClipTask(ImageTask):
 
     @classmethod
     def claims(cls, model_config: dict[str, Any]) -> bool:
-        return bool(model_config.get("text_config") and model_config.get("vision_config"))
+        """A dual-encoder (``CLIPModel``, ``SiglipModel``): text and vision towers, no task head."""
+        architectures = model_config.get("architectures") or []
+        towers = bool(model_config.get("text_config") and model_config.get("vision_config"))
+        return towers and all(a.endswith("Model") for a in architectures)
 
     def lora_targets(self, model: Any) -> list[str]:
         return list(LORA_TARGETS)

@@ -19,10 +19,10 @@ import torch
 from torchvision.ops import batched_nms, box_convert
 
 from ...trainer.inference import Inference
+from ..base import SETTINGS_KEY
 from .processor import NeuroDetectionProcessor
 
 SOFTMAX_MODELS = ("detr", "table-transformer", "yolos")
-SETTINGS_KEY = "neurotrain_inference"
 
 
 @dataclass

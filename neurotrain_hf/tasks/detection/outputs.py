@@ -2,7 +2,7 @@
 
 Per image of a test split: a CSV row (references, confident detections, matches at IoU 0.5, loss), this
 rank's detections appended to its part of the COCO results, and a drawing of the first ``[training]
-drawings`` images (references green, predictions with label and score). When every rank is done, the
+drawings`` images (``drawings/<split>_<image id>.png``: references green, predictions with label and score). When every rank is done, the
 main process merges the parts into ``<split>_results.json`` (what pycocotools' ``loadRes`` reads) and
 writes the split as COCO ground truth (``<split>_coco_gt.json``, categories numbered as the model's labels).
 """
@@ -99,7 +99,7 @@ def write_samples(batch: SampleBatch, out: TestOutputs) -> None:
                 f.write(json.dumps(record) + "\n")
             if index < args.drawings:
                 draw_detections(
-                    out.folder / "drawings" / f"{image_id}.png",
+                    out.folder / "drawings" / f"{out.split}_{image_id}.png",
                     picture(batch.inputs, k),
                     pred,
                     batch.references[k],

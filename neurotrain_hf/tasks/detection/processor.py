@@ -93,10 +93,11 @@ class NeuroDetectionProcessor(ModelConfigMixin, BaseImageProcessor):
     ) -> list[dict[str, torch.Tensor]]:
         """Per image: ``scores``, ``labels`` and xyxy ``boxes`` in its own pixels (``target_sizes``: (height,
         width) each; default the canvas), above ``threshold``, after the model's saved NMS and top-k."""
+        from ..base import SETTINGS_KEY
         from .inference import DetectionInference, DetectionSettings
 
         config = self.model_config or {}
-        settings = DetectionSettings.from_dict(config.get("neurotrain_inference"))
+        settings = DetectionSettings.from_dict(config.get(SETTINGS_KEY))
         settings.score_threshold = float(threshold)
         inference = DetectionInference(settings, model_type=config.get("model_type", ""))
         batch = (

@@ -31,6 +31,7 @@ THRESHOLD_METRICS = ("best_f1", "best_f1_threshold")
 OVERLAP_METRICS = ("mean_dice", "mean_iou")
 SURFACE_METRICS = ("mean_nsd", "mean_hd95")  # per class, whole image; costlier, so opt-in
 ALL_METRICS = (*FOV_METRICS, *THRESHOLD_METRICS, *OVERLAP_METRICS, *SURFACE_METRICS, "per_class")
+PER_CLASS = ("dice_*", "iou_*", "nsd_*", "hd95_*")  # keys `per_class` reports
 
 
 class HausdorffAccumulator:
@@ -276,6 +277,10 @@ def _slug(name: str) -> str:
 register_family(
     "segmentation",
     ALL_METRICS,
-    reports=("dice_*", "iou_*", "nsd_*", "hd95_*", "*@*"),
+    reports=(  # per class or region, and per source of a hybrid dataset (`<metric>@<source>`)
+        *PER_CLASS,
+        *(f"{name}@*" for name in ALL_METRICS if name != "per_class"),
+        *(f"{pattern}@*" for pattern in PER_CLASS),
+    ),
     lower_is_better=("mean_hd95", "hd95_*", "mean_hd95@*", "hd95_*@*"),
 )(SegmentationMetrics)

@@ -12,9 +12,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from ..base import SETTINGS_KEY
 from .postprocess import PostProcessConfig
 
-SETTINGS_KEY = "neurotrain_inference"
+LEGACY_KEY = "neurotrain_postprocess"  # folders saved before the settings were one object
 DEFAULT_THRESHOLD = 0.5
 
 
@@ -57,8 +58,14 @@ class SegmentationSettings:
 
     @classmethod
     def of(cls, model_config: Any) -> SegmentationSettings:
-        """The settings saved in a model config (defaults for a foreign model)."""
-        return cls.from_dict(getattr(model_config, SETTINGS_KEY, None))
+        """The settings saved in a model config (defaults for a foreign model). Folders saved before the
+        settings were one object kept the post-processing and the tuned threshold under another key."""
+        values = dict(getattr(model_config, SETTINGS_KEY, None) or {})
+        legacy = getattr(model_config, LEGACY_KEY, None)
+        if legacy and "postprocess" not in values:
+            values["postprocess"] = legacy
+            values.setdefault("best_threshold", legacy.get("best_threshold"))
+        return cls.from_dict(values)
 
     def save(self, model_config: Any) -> None:
         """Write the settings into the model config (the one copy ``config.json`` holds)."""

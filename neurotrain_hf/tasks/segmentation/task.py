@@ -7,6 +7,7 @@ Predictor, ``transformers.pipeline`` and the demos reproduce the Tester from the
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Hashable, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from .trainer import SegmentationTrainer
 from .unet import UNetForSemanticSegmentation
 from .volume_transforms import patch_size
 
+logger = logging.getLogger(__name__)
 PIXEL_METRICS = ("f1", "accuracy", "sensitivity", "specificity", "precision", "auc", "iou", "mcc")
 DEFAULT_PAD_MULTIPLE = 32  # other networks (hf/): the usual stride of a 5-level encoder
 
@@ -73,6 +75,8 @@ class SegmentationTask(ImageTask):
 
     def metric_protocol(self, key: str, config: dict[str, Any]) -> str:
         threshold = config.get("training", {}).get("threshold", 0.5)
+        if threshold == "best":
+            threshold = "chosen on validation (best F1)"
         if key in PIXEL_METRICS:
             name = "Dice" if key == "f1" else key
             return f"{name} over the pixels inside the FOV mask, threshold {threshold}"
@@ -125,6 +129,8 @@ class SegmentationTask(ImageTask):
         settings = self._settings or SegmentationSettings.of(model.config)
         if "best_f1_threshold" in valid_artifacts:
             settings.best_threshold = float(valid_artifacts["best_f1_threshold"])
+        elif settings.threshold == "best" and settings.best_threshold is None:
+            logger.warning("threshold = 'best': validation chose none (a multi-class head?); 0.5 is used")
         settings.save(model.config)
 
     # --- prediction ---------------------------------------------------------------------------------
