@@ -154,7 +154,7 @@ def test_zero_shot_pipeline_equals_predict(clip_run, sample_images):
     predictor = Predictor.from_pretrained(folder)
     labels = predictor.settings["labels"]
     assert len(labels) >= 3 and predictor.settings["templates"] == ["a {}", "a picture of a {}"]
-    one_template = {"labels": labels, "templates": ["a picture of a {}"]}
+    one_template = {**predictor.settings, "templates": ["a picture of a {}"]}
     for i in range(5):
         path = str(sample_images[f"shape{i}"])
         record = predictor.predict([path], settings=one_template)[0]

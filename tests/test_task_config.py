@@ -223,3 +223,14 @@ def test_train_help_lists_a_tasks_own_sections(capsys):
     assert "--augmentation.image_size" in out and "--augmentation.elastic" not in out
     assert main(["train", "--help"]) == 0
     assert "--augmentation" not in capsys.readouterr().out  # the shared sections and the task list only
+
+
+def test_threshold_best_needs_a_validation_to_choose_it():
+    config = RECIPES / "configs" / "synthetic_vessels.toml"
+    assert load_config(config, ["--training.threshold", "best"]).training.threshold == "best"
+    with pytest.raises(ConfigError, match="threshold = 'best' is chosen on validation: it needs evaluation"):
+        load_config(config, ["--training.threshold", "best", "--training.eval_strategy", "no"])
+    with pytest.raises(ConfigError, match="expected a number in \\[0, 1\\] or 'best'"):
+        load_config(config, ["--training.threshold", "good"])
+    with pytest.raises(ConfigError, match="contrastive losses are not summed"):
+        load_config(RECIPES / "configs" / "clip_synthetic.toml", ["--training.loss", "infonce+siglip"])

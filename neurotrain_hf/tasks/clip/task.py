@@ -17,7 +17,7 @@ import torch
 from ..base import SampleBatch, TaskData, TestOutputs, loss_text
 from ..image_task import ImageTask
 from .data import prepare
-from .inference import ClipInference, prompt_tokens
+from .inference import ClipInference, prompt_tokens, text_length
 from .models import build_clip_model
 from .processor import BOS_ID, EOS_ID
 from .trainer import ClipTrainer
@@ -100,11 +100,13 @@ class ClipTask(ImageTask):
         return ClipInference()
 
     def settings(self, model_config: Any) -> dict[str, Any]:
-        """The zero-shot labels (possibly none) and prompt templates saved with the model."""
+        """The zero-shot labels (possibly none) and prompt templates saved with the model, and the text
+        tower's length (prompts are clamped to it)."""
         saved = getattr(model_config, ZERO_SHOT_KEY, None) or {}
         return {
             "labels": list(saved.get("labels") or []),
             "templates": list(saved.get("templates") or DEFAULT_TEMPLATES),
+            "positions": int(getattr(model_config.text_config, "max_position_embeddings", 77) or 77),
         }
 
     def preprocess(self, processor: Any, items: Sequence[Any], settings: Any = None) -> dict[str, Any]:
@@ -125,10 +127,8 @@ class ClipTask(ImageTask):
                 images.append(Image.fromarray(pixels.permute(1, 2, 0).numpy().astype("uint8")))
         inputs = dict(processor.image_processor(images=images, return_tensors="pt"))
         if settings and settings["labels"]:
-            tokenizer = processor.tokenizer
-            tokens = prompt_tokens(
-                tokenizer, settings["labels"], settings["templates"], tokenizer.model_max_length
-            )
+            length = text_length(processor.tokenizer, settings["positions"])
+            tokens = prompt_tokens(processor.tokenizer, settings["labels"], settings["templates"], length)
             inputs.update(
                 prompt_input_ids=tokens["input_ids"],
                 prompt_attention_mask=tokens.get("attention_mask"),

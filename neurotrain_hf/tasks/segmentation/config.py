@@ -252,4 +252,10 @@ class SegmentationConfig(LossFields, NeuroTrainingArguments):
             raise ConfigError(
                 f"[training] threshold = {self.threshold!r}: expected a number in [0, 1] or 'best'"
             )
+        evaluates = str(getattr(self.eval_strategy, "value", self.eval_strategy)) != "no"
+        if self.threshold == "best" and not (self.metrics and evaluates):
+            raise ConfigError(
+                "[training] threshold = 'best' is chosen on validation: it needs evaluation (eval_strategy) "
+                "and [training] metrics"
+            )
         super().__post_init__()
