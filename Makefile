@@ -11,7 +11,7 @@ export HF_UPDATE_DOWNLOAD_COUNTS ?= 0
 export GRADIO_ANALYTICS_ENABLED ?= False
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install chromium train train-seg train-seg3d train-det train-clip test test-fast lint format bench bench-metrics docs spaces clean
+.PHONY: install system-packages train train-seg train-seg3d train-det train-clip test test-fast lint format bench bench-demos bench-metrics docs spaces clean
 
 # Reinstalls only when pyproject.toml changes (the stamp is newer otherwise).
 install: $(STAMP)
@@ -44,12 +44,21 @@ train-clip: install
 	$(BIN)/accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no \
 		recipes/train_clip.py recipes/configs/clip_synthetic.toml
 
-# The demo screenshot test needs Chromium (Debian's package); it skips when the install is impossible.
-chromium:
-	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || true
+# Debian packages some tests need: Chromium (demo screenshot) and g++ (DeepSpeed JIT-builds its CPU ops).
+# Installed when missing and run as root; otherwise those tests skip, listed at the end of `make test`,
+# and under CI=true (where .ci/run installs them) the suite stops at once with one line naming what is missing.
+SYSTEM_PACKAGES := chromium g++
+system-packages:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && apt-get install -y -qq $$missing >/dev/null || echo "could not install:$$missing"; \
+	fi
 
-test: install chromium
-	$(BIN)/python -m pytest -q tests
+# Two pytest-xdist workers (one per core of the reference machine), a test file per worker at a time so
+# module-scoped trained runs are built once; the 15 slowest tests are printed last.
+TEST_WORKERS ?= 2
+test: install system-packages
+	$(BIN)/python -m pytest -q tests -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 test-fast: install
 	$(BIN)/python -m pytest -q tests -m "not slow"
@@ -67,6 +76,10 @@ bench: install
 	$(BIN)/python benchmarks/metrics_speed.py
 	$(BIN)/python benchmarks/clip_throughput.py
 	$(BIN)/python benchmarks/detection_eval.py
+
+# 64 requests from 8 concurrent clients to each demo Space (some bad uploads): answered/refused, latency, RSS
+bench-demos: install
+	$(BIN)/python benchmarks/demo_load.py
 
 bench-metrics: install
 	$(BIN)/python benchmarks/metrics_speed.py

@@ -94,7 +94,11 @@ def run_training(config_path: str, overrides: list[str], task: str | None = None
     if int(os.environ.get("RANK", "0")) == 0:
         test = report.get("test", {})
         headline = {k: round(v, 4) for k, v in test.items() if isinstance(v, float)}
+        if test.get("split", "test") != "test":  # no test split: the line names the split tested
+            headline = {"split": test["split"], **headline}
         print(f"run folder: {report['run_dir']}")
+        if "untested" in report:
+            print(f"nothing tested: {report['untested']}")
         print(f"test metrics: {json.dumps(headline)}")
     return report
 

@@ -27,17 +27,39 @@ RECORD_FILES = (  # every run's; a task adds its own (``Task.run_files``)
 PICKLES = ("optimizer.pt", "scheduler.pt", "rng_state", "training_args.bin", "scaler.pt")
 
 
-def _hub_error(exc: Exception, what: str) -> NeuroTrainError:
-    """One line for a Hub failure; 401/403 say how to authenticate (the token itself is never shown)."""
-    status = getattr(getattr(exc, "response", None), "status_code", None)
-    if status == 401 or type(exc).__name__ == "LocalTokenNotFoundError":
-        return NeuroTrainError(
-            f"{what}: the Hub refused the request without a valid token; set HF_TOKEN or run `hf auth login`"
+def _hub_error(exc: Exception, what: str, token: str | None = None) -> NeuroTrainError:
+    """One line for a Hub failure: 401 says how to authenticate, 403 quotes the Hub's reason, a missing repo
+    says it may be private; the token (``token``, ``HF_TOKEN`` or the stored login) is never shown."""
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None)
+    kind = type(exc).__name__
+    if status == 401 or kind == "LocalTokenNotFoundError":
+        line = "the Hub refused the request without a valid token; set HF_TOKEN or run `hf auth login`"
+    elif status == 403:
+        reason = (getattr(response, "headers", None) or {}).get("X-Error-Message") or "forbidden"
+        line = (
+            f"the Hub refused to write ({reason.rstrip('.')}): a write token may only create or push repos "
+            "under its own user name or an organisation the user belongs to"
         )
-    if status == 403:
-        return NeuroTrainError(f"{what}: the token may not write here (read-only token or another namespace)")
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return NeuroTrainError(f"{what}: {first}")
+    elif kind == "RepositoryNotFoundError":
+        line = (
+            "repository not found, or private and not visible to this token (a private repo is seen only "
+            "with a token of its owner or of a member of its organisation)"
+        )
+    else:
+        text = str(exc).strip()
+        line = text.splitlines()[0] if text else kind
+    return NeuroTrainError(_without_tokens(f"{what}: {line}", token))
+
+
+def _without_tokens(text: str, token: str | None = None) -> str:
+    """``text`` with the explicit token and the environment's / stored login's token masked."""
+    from huggingface_hub import get_token
+
+    for secret in {token, get_token()}:
+        if isinstance(secret, str) and secret:
+            text = text.replace(secret, "***")
+    return text
 
 
 def stage_run(
@@ -115,7 +137,7 @@ def push_run(
                 commit_message=f"neurotrain run {run_dir.name}",
             )
         except Exception as exc:  # noqa: BLE001 - every client failure becomes one line
-            raise _hub_error(exc, f"push {run_dir} -> {repo_id}") from None
+            raise _hub_error(exc, f"push {run_dir} -> {repo_id}", token) from None
     return {"commit_url": str(getattr(commit, "commit_url", commit)), "files": sorted([*files, "README.md"])}
 
 
@@ -126,7 +148,7 @@ def pull(repo_id: str, revision: str | None = None, token: str | None = None) ->
     try:
         return Path(snapshot_download(repo_id, revision=revision, token=token))
     except Exception as exc:  # noqa: BLE001
-        raise _hub_error(exc, f"pull {repo_id}" + (f"@{revision}" if revision else "")) from None
+        raise _hub_error(exc, f"pull {repo_id}" + (f"@{revision}" if revision else ""), token) from None
 
 
 def push_dataset(config: Any, repo_id: str, private: bool = False, token: str | None = None) -> list[str]:
@@ -140,7 +162,7 @@ def push_dataset(config: Any, repo_id: str, private: bool = False, token: str | 
     try:
         source.splits.push_to_hub(repo_id, private=private, token=token)
     except Exception as exc:  # noqa: BLE001
-        raise _hub_error(exc, f"dataset push {config.dataset.name} -> {repo_id}") from None
+        raise _hub_error(exc, f"dataset push {config.dataset.name} -> {repo_id}", token) from None
     return list(source.splits)
 
 
@@ -174,5 +196,5 @@ def publish_space(
                 repo_id=repo_id, repo_type="space", folder_path=str(stage), commit_message=f"serve {model}"
             )
         except Exception as exc:  # noqa: BLE001
-            raise _hub_error(exc, f"space publish {folder} -> {repo_id}") from None
+            raise _hub_error(exc, f"space publish {folder} -> {repo_id}", token) from None
     return str(getattr(commit, "commit_url", commit))

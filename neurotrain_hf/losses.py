@@ -266,7 +266,8 @@ def cldice(opts: LossOptions) -> LossFn:
             ) from None
         if logits.shape[1] != 1:
             raise ConfigError("[training] loss 'cldice' is for binary (1-channel sigmoid) heads")
-        loss = SoftclDiceLoss(iter_=3, smooth=1.0, sigmoid=True, reduction="none")
+        # smooth_nr/smooth_dr = 1 as in the paper's code; ``smooth`` is the harmonic mean's epsilon (1e-4)
+        loss = SoftclDiceLoss(iter_=3, smooth_nr=1.0, smooth_dr=1.0, sigmoid=True, reduction="none")
         per_item = loss(logits.float(), labels.float().unsqueeze(1)).reshape(len(logits))
         return _reduce(per_item, num_items_in_batch, reduction=reduction).to(logits.dtype)
 

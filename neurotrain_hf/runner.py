@@ -126,6 +126,24 @@ def build(config: ExperimentConfig, callbacks: list | None = None) -> tuple[Any,
     return task, data, task.build_trainer(config, model, data, callbacks)
 
 
+def split_to_test(config: ExperimentConfig, splits: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(split the run is tested on, why nothing is tested). Without a test split (COCO has no public test
+    annotations; ``test_ratio = 0``) the validation split is tested and named, never an empty success."""
+    wanted = config.testing.split
+    if not config.testing.run_after_training:
+        return None, "[testing] run_after_training = false"
+    if len(splits.get(wanted, ())):
+        return wanted, None
+    if wanted == "test" and len(splits.get("valid", ())):
+        logger.warning("the dataset has no test split: testing the validation split instead")
+        return "valid", None
+    have = ", ".join(f"{name} ({len(rows)})" for name, rows in splits.items())
+    return (
+        None,
+        f"the dataset has no non-empty {wanted} or valid split (it has {have}); set [dataset] test_ratio",
+    )
+
+
 def run(config: ExperimentConfig, callbacks: list | None = None) -> dict[str, Any]:
     """Train, keep the best model, test it, and write the run folder; returns the report."""
     started = time.time()
@@ -170,10 +188,13 @@ def run(config: ExperimentConfig, callbacks: list | None = None) -> dict[str, An
         **data.report,
     }
     test_artifacts: dict[str, Any] = {}
-    if config.testing.run_after_training and config.testing.split in data.splits:
+    split, untested = split_to_test(config, data.splits)
+    if split:
         tester = Tester(config, trainer=trainer, data=data, task=task)
-        report["test"] = tester.run()
+        report["test"] = tester.run(split=split)
         test_artifacts = tester.artifacts
+    elif untested:
+        report["untested"] = untested
     if not main:
         return report
     if config.training.plots:

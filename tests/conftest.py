@@ -18,6 +18,14 @@ OFFLINE = {
     "NEUROTRAIN_LOG_LEVEL": "WARNING",
 }
 os.environ.update(OFFLINE)
+# Under pytest-xdist (`make test` runs two workers on two cores) each worker and every process it starts
+# (`accelerate launch` ranks included: NEUROTRAIN_CPU_THREADS) computes on one thread: a second torch
+# thread beside a busy worker only spin-waits (a launched CLIP recipe ran 5x slower with two).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ["NEUROTRAIN_CPU_THREADS"] = "1"
+    if "torch" in sys.modules:  # imported by a plugin before this file
+        sys.modules["torch"].set_num_threads(1)
 # evaluate modules the code installs go to a per-session folder, not the user's cache
 if "HF_MODULES_CACHE" not in os.environ:
     import atexit
@@ -139,3 +147,48 @@ def sample_images(tmp_path_factory) -> dict[str, Path]:
     from .helpers.tiny_runs import sample_images
 
     return sample_images(tmp_path_factory.mktemp("sample_images"))
+
+
+# --- prerequisites: a test marked `@pytest.mark.requires("chromium")` skips without it (listed at the end
+# of the run by `-ra`); under CI=true the run stops at collection with one line naming what is missing.
+def _module(name: str):
+    from importlib.util import find_spec
+
+    return lambda: find_spec(name) is not None
+
+
+def _program(*names: str):
+    import shutil
+
+    return lambda: any(shutil.which(n) for n in names)
+
+
+PREREQUISITES = {  # name: (present?, how .ci/run installs it)
+    "chromium": (_program("chromium", "chromium-browser"), "apt-get install -y chromium"),
+    "g++": (_program("g++"), "apt-get install -y g++ (DeepSpeed JIT-builds its CPU ops)"),
+    "deepspeed": (_module("deepspeed"), "pip install -e '.[deepspeed]'"),
+    "gradio": (_module("gradio"), "pip install -e '.[demo]'"),
+    "tensorboard": (_module("tensorboard"), "pip install -e '.[dev]'"),
+}
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "requires(*names): prerequisites (tests/conftest.py PREREQUISITES)")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    wanted = {name: [] for item in items for m in item.iter_markers("requires") for name in m.args}
+    unknown = set(wanted) - set(PREREQUISITES)
+    if unknown:
+        raise pytest.UsageError(f"unknown prerequisite(s) {sorted(unknown)}: add them to PREREQUISITES")
+    missing = {name: PREREQUISITES[name][1] for name in wanted if not PREREQUISITES[name][0]()}
+    if not missing:
+        return
+    said = "; ".join(f"{name} (install: {how})" for name, how in missing.items())
+    if os.environ.get("CI", "").lower() in ("1", "true"):
+        pytest.exit(f"CI=true and a prerequisite is missing: {said}", returncode=pytest.ExitCode.USAGE_ERROR)
+    for item in items:
+        needs = [n for m in item.iter_markers("requires") for n in m.args if n in missing]
+        if needs:
+            reason = "; ".join(f"missing prerequisite {n} (install: {missing[n]})" for n in needs)
+            item.add_marker(pytest.mark.skip(reason=reason))

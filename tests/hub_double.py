@@ -12,10 +12,14 @@ Endpoints ({t} = models|datasets|spaces, {pfx} = ""|datasets/|spaces/, {id} = ns
   Q/R/S HEAD|GET /{pfx}{id}/resolve/{rev}/{path} (Range -> 206; LFS files add X-Linked-Etag/X-Linked-Size)
 
 Rules enforced (as the Hub does, unless marked "stricter"):
-  * Auth: ``tokens`` maps token -> "read"|"write". An unknown token on any request -> 401 "Invalid credentials".
+  * Auth: ``tokens`` maps token -> (user, "read"|"write") (a bare role means user ``tester``); ``orgs`` maps an
+    organisation -> its member users. An unknown token on any request -> 401 "Invalid credentials".
     Writes (B, C, I, J, L, M, O, P) need a write token: none -> 401, a read token -> 403, both with
-    X-Error-Message. Public repos read without a token; private ones need a valid token, else 404 RepoNotFound.
-    Every token received is recorded in ``store.seen_tokens``. Namespaces are not checked (any ns is writable).
+    X-Error-Message. Namespaces: a user creates, deletes and writes repos only under their own name or an org
+    they belong to, else 403 (B with ``organization: null`` means the token's user). Public repos read without
+    a token; a private repo is seen only by its namespace's user or org members: to anyone else (another
+    user's token, no token) it does not exist (404 RepoNotFound), for reads and writes alike.
+    Every token received is recorded in ``store.seen_tokens``; every answer in ``store.requests``.
   * Errors: 404 + X-Error-Code RepoNotFound / RevisionNotFound / EntryNotFound (+ X-Repo-Commit on resolve).
     Commits go to a branch only (missing -> RevisionNotFound; the client creates it first via I), a stale
     parentCommit -> 412, an lfsFile whose object was never uploaded -> 400. Commit shas are random and unique.
@@ -28,7 +32,8 @@ Rules enforced (as the Hub does, unless marked "stricter"):
     value}]}]}; spaces: ``sdk`` in gradio/streamlit/docker/static, ``sdk_version`` a string. Stricter than the
     Hub: on P, a gradio/streamlit Space must contain its ``app_file`` (default app.py) after the commit (the Hub
     accepts the commit and fails the Space build instead). Uses PyYAML (installed with huggingface_hub).
-Run with ``python tests/hub_double.py PORT_FILE [TOKEN=ROLE ...]``; in-process use ``serve(port, tokens=...)``.
+Run with ``python tests/hub_double.py PORT_FILE [TOKEN=[USER:]ROLE ...]``; in-process use
+``serve(port, tokens=..., orgs=...)``.
 """
 
 from __future__ import annotations
@@ -46,8 +51,14 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml
 
-TOKENS = {"hf_test_write": "write", "hf_test_read": "read", "hf_secret_test_token": "write"}
 USER = "tester"
+TOKENS = {  # token -> (user, role)
+    "hf_test_write": (USER, "write"),
+    "hf_test_read": (USER, "read"),
+    "hf_secret_test_token": (USER, "write"),
+    "hf_other_write": ("other", "write"),
+}
+ORGS = {"neurotrain": {USER}, "other-org": {"other"}}  # org -> members
 LFS_PATTERNS = re.findall(
     r"\S+",
     "*.7z *.arrow *.bin *.bz2 *.ckpt *.ftz *.gz *.h5 *.joblib *.lfs.* *.mlmodel *.model *.msgpack *.npy *.npz "
@@ -100,17 +111,28 @@ class Repo:
 
 
 class Store:
-    def __init__(self, tokens: dict[str, str] | None = None) -> None:
-        self.tokens = dict(TOKENS if tokens is None else tokens)
+    def __init__(
+        self, tokens: dict[str, tuple[str, str] | str] | None = None, orgs: dict[str, set[str]] | None = None
+    ) -> None:
+        given = TOKENS if tokens is None else tokens
+        self.tokens = {t: (USER, v) if isinstance(v, str) else tuple(v) for t, v in given.items()}
+        self.orgs = {org: set(members) for org, members in (ORGS if orgs is None else orgs).items()}
         self.repos: dict[str, Repo] = {}  # "models/ns/name" -> Repo
         self.lfs: dict[str, bytes] = {}  # sha256 -> content
         self.tickets: dict[str, tuple[str, int]] = {}  # upload ticket -> (oid, size)
         self.seen_tokens: set[str] = set()
+        self.requests: list[tuple[str, str, int]] = []  # (method, path without query, status), in order
         self.lock = threading.RLock()
 
 
 def front_matter_errors(text: str, kind: str, files: set[str] | None = None) -> list[str]:
     """The Hub's README.md metadata checks for the fields we write (``files``: repo content after a commit)."""
+    if kind not in (
+        "models",
+        "datasets",
+        "spaces",
+    ):  # the plural, as in /api/{t}/...; a typo must not skip checks
+        raise ValueError(f"unknown repo kind {kind!r}: models, datasets or spaces")
     match = re.match(r"^---\s*\n(.*?)\n---\s*(\n|$)", text, re.S)
     if not match:
         return []
@@ -216,6 +238,7 @@ class Handler(BaseHTTPRequestHandler):
         body = (
             payload if isinstance(payload, bytes) else json.dumps({} if payload is None else payload).encode()
         )
+        self.store.requests.append((self.command, urlsplit(self.path).path, status))
         self.send_response(status)
         for key, value in (headers or {}).items():
             self.send_header(key, value)
@@ -225,7 +248,8 @@ class Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    def _role(self) -> str | None:
+    def _caller(self) -> tuple[str, str] | None:
+        """(user, role) of the request's token; None without one."""
         value = self.headers.get("authorization", "")
         if not value.startswith("Bearer "):
             return None
@@ -235,18 +259,32 @@ class Handler(BaseHTTPRequestHandler):
             raise HubError(401, "Invalid credentials in Authorization header")
         return self.store.tokens[token]
 
-    def _need_write(self, role: str | None) -> None:
-        if role is None:
+    def _need_write(self, caller: tuple[str, str] | None) -> None:
+        if caller is None:
             raise HubError(
                 401, "You must be authenticated to write to the Hub: set HF_TOKEN or run `hf auth login`"
             )
-        if role != "write":
+        if caller[1] != "write":
             raise HubError(403, "You don't have the rights to write to this repository (read-only token)")
 
-    def _repo(self, kind: str, repo_id: str, role: str | None) -> Repo:
+    def _member(self, namespace: str, caller: tuple[str, str] | None) -> bool:
+        """Whether the caller's user owns ``namespace`` (their name, or an org they belong to)."""
+        return caller is not None and (
+            namespace == caller[0] or caller[0] in self.store.orgs.get(namespace, ())
+        )
+
+    def _need_namespace(self, namespace: str, caller: tuple[str, str] | None, what: str) -> None:
+        if not self._member(namespace, caller):
+            raise HubError(403, f'You don\'t have the rights to {what} under the namespace "{namespace}"')
+
+    def _repo(self, kind: str, repo_id: str, caller: tuple[str, str] | None, write: bool = False) -> Repo:
+        """The repo as this caller may see it: a private repo outside their namespaces does not exist."""
         repo = self.store.repos.get(f"{kind}/{repo_id}")
-        if repo is None or (repo.private and role is None):
+        namespace = repo_id.split("/")[0]
+        if repo is None or (repo.private and not self._member(namespace, caller)):
             raise HubError(404, "Repository not found", "RepoNotFound")
+        if write:
+            self._need_namespace(namespace, caller, f"write to the {kind[:-1]} {repo_id}")
         return repo
 
     def _dispatch(self) -> None:
@@ -256,14 +294,14 @@ class Handler(BaseHTTPRequestHandler):
         body = self._body() if self.command in ("POST", "PUT", "DELETE") else b""
         if parts[0] == "_lfs":
             return self._lfs_object(parts[1:], body)
-        role = self._role()
+        role = self._caller()
         if parts[0] == "api":
             return self._api(parts[1:], query, body, role)
         kind = parts[0] if parts[0] in ("datasets", "spaces") else "models"
         rest = parts[1:] if kind != "models" else parts
         if len(rest) >= 3 and rest[1].endswith(".git") and rest[2:] == ["info", "lfs", "objects", "batch"]:
             self._need_write(role)
-            return self._lfs_batch(self._repo(kind, f"{rest[0]}/{rest[1][:-4]}", role), body)
+            return self._lfs_batch(self._repo(kind, f"{rest[0]}/{rest[1][:-4]}", role, write=True), body)
         if len(rest) >= 5 and rest[2] == "resolve":
             return self._resolve(self._repo(kind, f"{rest[0]}/{rest[1]}", role), rest[3], "/".join(rest[4:]))
         raise HubError(404, f"unknown route {url.path}")
@@ -287,12 +325,19 @@ class Handler(BaseHTTPRequestHandler):
     do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = _handle
 
     # --- /api -----------------------------------------------------------------------------------------------
-    def _api(self, parts: list[str], query: dict, body: bytes, role: str | None) -> None:
+    def _api(self, parts: list[str], query: dict, body: bytes, role: tuple[str, str] | None) -> None:
         if parts == ["whoami-v2"]:
             if role is None:
                 raise HubError(401, "Invalid credentials in Authorization header")
-            token = {"displayName": "test", "role": role}
-            return self._send(200, {"type": "user", "name": USER, "orgs": [], "auth": {"accessToken": token}})
+            token = {"displayName": "test", "role": role[1]}
+            orgs = [
+                {"type": "org", "name": o}
+                for o, members in sorted(self.store.orgs.items())
+                if role[0] in members
+            ]
+            return self._send(
+                200, {"type": "user", "name": role[0], "orgs": orgs, "auth": {"accessToken": token}}
+            )
         if parts == ["validate-yaml"]:
             req = json.loads(body)
             kind = (req.get("repoType") or "model") + "s"
@@ -308,9 +353,12 @@ class Handler(BaseHTTPRequestHandler):
             self._need_write(role)
             req = json.loads(body or b"{}")
             kind = {"space": "spaces", "dataset": "datasets"}.get(req.get("type"), "models")
-            repo_id = f"{req.get('organization') or USER}/{req['name']}"
+            namespace = req.get("organization") or role[0]
+            repo_id = f"{namespace}/{req['name']}"
             url = f"{self._base()}/{'' if kind == 'models' else kind + '/'}{repo_id}"
             key = f"{kind}/{repo_id}"
+            verb = "create" if parts[1:] == ["create"] else "delete"
+            self._need_namespace(namespace, role, f"{verb} a {kind[:-1]}")
             if parts[1:] == ["create"]:
                 if key in self.store.repos:
                     return self._send(
@@ -326,9 +374,10 @@ class Handler(BaseHTTPRequestHandler):
         if len(parts) < 3 or parts[0] not in ("models", "datasets", "spaces"):
             raise HubError(404, f"unknown route /api/{'/'.join(parts)}")
         action, args = (parts[3], parts[4:]) if len(parts) > 3 else ("revision", [])
-        if self.command in ("POST", "DELETE") and action != "paths-info":
+        write = self.command in ("POST", "DELETE") and action != "paths-info"
+        if write:
             self._need_write(role)  # before the repo lookup: a write without a token is a 401 even if private
-        repo = self._repo(parts[0], f"{parts[1]}/{parts[2]}", role)
+        repo = self._repo(parts[0], f"{parts[1]}/{parts[2]}", role, write)
         rev = args[0] if args else None
         if action == "revision" and self.command == "GET":
             return self._send(200, self._info(repo, repo.resolve(rev), query.get("blobs") == "true"))
@@ -495,7 +544,7 @@ class Handler(BaseHTTPRequestHandler):
                 raise HubError(400, f"LFS upload does not match oid {oid} / size {size}")
             self.store.lfs[oid] = body
             return self._send(200, {})
-        self._need_write(self._role())  # verify carries auth
+        self._need_write(self._caller())  # verify carries auth
         if oid not in self.store.lfs:
             raise HubError(404, f"LFS object {oid} not uploaded", "EntryNotFound")
         self.store.tickets.pop(parts[0])
@@ -546,18 +595,22 @@ def client_env(server: ThreadingHTTPServer, home, token: str | None = None) -> d
     return env
 
 
-def serve(port: int = 0, tokens: dict[str, str] | None = None) -> ThreadingHTTPServer:
+def serve(
+    port: int = 0,
+    tokens: dict[str, tuple[str, str] | str] | None = None,
+    orgs: dict[str, set[str]] | None = None,
+) -> ThreadingHTTPServer:
     """Start the double on 127.0.0.1:``port`` in a daemon thread; ``server.store`` holds repos and tokens seen."""
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     server.daemon_threads = True
-    server.store = Store(tokens)
+    server.store = Store(tokens, orgs)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 
 
 if __name__ == "__main__":
-    extra = dict(arg.split("=", 1) for arg in sys.argv[2:])
-    srv = serve(tokens={**TOKENS, **extra})
+    extra = dict(arg.split("=", 1) for arg in sys.argv[2:])  # TOKEN=ROLE or TOKEN=USER:ROLE
+    srv = serve(tokens={**TOKENS, **{t: tuple(v.split(":")) if ":" in v else v for t, v in extra.items()}})
     with open(sys.argv[1], "w") as f:
         f.write(str(srv.server_address[1]))
     threading.Event().wait()

@@ -1,9 +1,11 @@
-"""Independent references for the metric tests: pycocotools and MONAI runners, random case generators."""
+"""Independent references for the metric tests: pycocotools, MONAI, scikit-learn and hand-written loops,
+random case generators. Nothing here computes through neurotrain_hf (only its key names are read)."""
 
 from __future__ import annotations
 
 import contextlib
 import io
+import warnings
 
 import numpy as np
 
@@ -147,3 +149,214 @@ def blob_pair(shape, num_labels, seed, noise=0.3):
     jitter = gaussian_filter(rng.normal(size=(num_labels, *shape)), 3, axes=axes)
     jitter /= jitter.std()
     return (field + noise * jitter).argmax(0), field.argmax(0)
+
+
+def nanmean(a, axis=None):
+    """np.nanmean without the all-NaN warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return np.nanmean(a, axis=axis)
+
+
+def monai_overlap(kind, preds, refs, num_labels):
+    """MONAI compute_dice / compute_iou (classes 1.., ignore_empty): per-class nanmean over images, mean."""
+    from monai.metrics import compute_dice, compute_iou
+
+    fn = compute_dice if kind == "dice" else compute_iou
+    p, r = monai_onehot(preds, num_labels), monai_onehot(refs, num_labels)
+    per_class = nanmean(fn(p, r, include_background=False, ignore_empty=True).numpy(), axis=0)
+    return {f"mean_{kind}": float(nanmean(per_class)), f"per_class_{kind}": [np.nan, *per_class]}
+
+
+def monai_nsd(preds, refs, num_labels, tolerance, spacing):
+    """MONAI compute_surface_dice (classes 1..): per-class nanmean over images, then their mean."""
+    from monai.metrics import compute_surface_dice
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        per_image = compute_surface_dice(
+            monai_onehot(preds, num_labels),
+            monai_onehot(refs, num_labels),
+            [tolerance] * (num_labels - 1),
+            spacing=list(spacing),
+        ).numpy()
+    per_class = nanmean(per_image, axis=0)
+    return {"mean_nsd": float(nanmean(per_class)), "per_class_nsd": [np.nan, *per_class]}
+
+
+def xyxy_iou(a, b) -> float:
+    """IoU of two (x1, y1, x2, y2) boxes, written out."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    inter = w * h if w > 0 and h > 0 else 0.0
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def hand_f1(preds, refs, thr, score_threshold=0.5):
+    """The original framework's detection mF1 with plain loops: per image and class, detections scoring at
+    least ``score_threshold`` (best first) take the unused non-crowd reference of highest IoU (ties: the
+    later one) when it reaches ``thr``; F1 per class over all images, averaged over referenced classes."""
+    stats = {}
+    for p, r in zip(preds, refs):
+        crowd = np.asarray(r.get("iscrowd", np.zeros(len(r["labels"]))), bool)
+        for c in set(np.r_[p["labels"], r["labels"]].tolist()):
+            d = [
+                i
+                for i in np.argsort(-np.asarray(p["scores"]), kind="mergesort")
+                if p["labels"][i] == c and p["scores"][i] >= score_threshold
+            ]
+            g = [j for j in range(len(r["labels"])) if r["labels"][j] == c and not crowd[j]]
+            used, tp = set(), 0
+            for i in d:
+                best, best_j = -1.0, None
+                for j in g:
+                    iou = xyxy_iou(p["boxes"][i], r["boxes"][j])
+                    if j not in used and iou >= best:
+                        best, best_j = iou, j
+                if best_j is not None and best >= thr:
+                    used.add(best_j)
+                    tp += 1
+            s = stats.setdefault(c, [0, 0, 0])
+            s[0] += tp
+            s[1] += len(d) - tp
+            s[2] += len(g) - tp
+    per_class = [2 * tp / (2 * tp + fp + fn) for tp, fp, fn in stats.values() if tp + fn > 0]
+    return float(np.mean(per_class))
+
+
+def hand_retrieval(sims, owner, k_values):
+    """CLIP recall@k with Python's stable sort (ties: lower index first), loop by loop."""
+    sims, owner = np.asarray(sims, float), [int(o) for o in owner]
+
+    def ranking(scores):
+        return sorted(range(len(scores)), key=lambda j: -scores[j])
+
+    t2i = [ranking(row).index(owner[i]) for i, row in enumerate(sims)]
+    i2t = [
+        min(ranking(sims[:, img]).index(t) for t in range(len(owner)) if owner[t] == img)
+        for img in sorted(set(owner))
+    ]
+    out = {}
+    for k in k_values:
+        out[f"text_to_image_recall@{k}"] = sum(r < k for r in t2i) / len(t2i)
+        out[f"image_to_text_recall@{k}"] = sum(r < k for r in i2t) / len(i2t)
+    out["mean_recall"] = sum(out.values()) / len(out)
+    out["clip_accuracy"] = (sum(r < 1 for r in t2i) / len(t2i) + sum(r < 1 for r in i2t) / len(i2t)) / 2
+    out["mean_matched_similarity"] = sum(sims[i, o] for i, o in enumerate(owner)) / len(owner)
+    return out
+
+
+def hand_bleu(preds, refs, max_order=4):
+    """Corpus BLEU (Papineni et al.) for whitespace-tokenised text: clipped n-gram counts, closest
+    reference length (ties: the shorter), brevity penalty, sacrebleu's 'exp' smoothing; BLEU-1..4."""
+    from collections import Counter
+
+    def grams(tokens, n):
+        return Counter(tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
+
+    correct, totals, sys_len, ref_len = [0] * max_order, [0] * max_order, 0, 0
+    for pred, ref_list in zip(preds, refs):
+        hyp, toks = pred.split(), [r.split() for r in ref_list]
+        sys_len += len(hyp)
+        ref_len += min((abs(len(t) - len(hyp)), len(t)) for t in toks)[1]
+        for n in range(1, max_order + 1):
+            most = Counter()
+            for t in toks:
+                most |= grams(t, n)
+            correct[n - 1] += sum(min(c, most[g]) for g, c in grams(hyp, n).items())
+            totals[n - 1] += max(len(hyp) - n + 1, 0)
+    precisions, halving = [], 1.0
+    for c, t in zip(correct, totals):
+        if c == 0:
+            halving *= 2
+        precisions.append(c / t if c else 1 / (halving * t))
+    bp = 1.0 if sys_len >= ref_len else float(np.exp(1 - ref_len / sys_len))
+    out = {f"bleu_{n}": bp * float(np.exp(np.mean(np.log(precisions[:n])))) for n in range(1, 5)}
+    out.update(
+        bleu=out[f"bleu_{max_order}"],
+        precisions=precisions,
+        brevity_penalty=bp,
+        length_ratio=sys_len / ref_len,
+        translation_length=sys_len,
+        reference_length=ref_len,
+    )
+    return out
+
+
+def sklearn_classification(probs, refs, average, top_k):
+    """Accuracy, precision/recall/F1, one-vs-rest AUC and top-k accuracy from scikit-learn."""
+    from sklearn.metrics import (
+        accuracy_score,
+        precision_recall_fscore_support,
+        roc_auc_score,
+        top_k_accuracy_score,
+    )
+
+    labels = np.arange(probs.shape[1])
+    pred = probs.argmax(axis=1)
+    p, r, f, _ = precision_recall_fscore_support(refs, pred, average=average, zero_division=0)
+    out = {
+        "accuracy": accuracy_score(refs, pred),
+        "precision": p,
+        "recall": r,
+        "f1": f,
+        "auc": roc_auc_score(refs, probs, multi_class="ovr", average=average, labels=labels),
+    }
+    out.update({f"top_k_accuracy@{k}": top_k_accuracy_score(refs, probs, k=k, labels=labels) for k in top_k})
+    return out
+
+
+def hand_threshold_rows(probs, refs, thresholds):
+    """Per threshold t (positive when p >= t): the confusion-count metrics, written out."""
+    rows = []
+    for t in thresholds:
+        tp = fp = fn = tn = 0
+        for p, y in zip(probs, refs):
+            if p >= t:
+                tp, fp = tp + (y == 1), fp + (y == 0)
+            else:
+                fn, tn = fn + (y == 1), tn + (y == 0)
+        rows.append(
+            {
+                "threshold": t,
+                "precision": tp / (tp + fp) if tp + fp else 0.0,
+                "recall": tp / (tp + fn) if tp + fn else 0.0,
+                "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0,
+                "accuracy": (tp + tn) / (tp + tn + fp + fn),
+                "iou": tp / (tp + fp + fn) if tp + fp + fn else 0.0,
+                "specificity": tn / (tn + fp) if tn + fp else 0.0,
+            }
+        )
+    return rows
+
+
+def soft_cldice_loss(prob, target, iters=3, smooth=1.0):
+    """1 - soft clDice per (H, W) sample (Shit et al. 2021, Alg. 1: soft skeleton by iterated min/max
+    pooling), written with scipy filters: Tprec = (|S(P)·L| + s) / (|S(P)| + s), Tsens likewise,
+    clDice = 2·Tprec·Tsens / (Tprec + Tsens)."""
+    from scipy.ndimage import maximum_filter, minimum_filter
+
+    def erode(x):  # min over the 4-neighbour cross; "nearest" = outside pixels never win a min/max
+        return np.minimum(
+            minimum_filter(x, (3, 1), mode="nearest"), minimum_filter(x, (1, 3), mode="nearest")
+        )
+
+    def opened(x):
+        return maximum_filter(erode(x), 3, mode="nearest")
+
+    def skeleton(x):
+        skel = np.maximum(x - opened(x), 0)
+        for _ in range(iters):
+            x = erode(x)
+            delta = np.maximum(x - opened(x), 0)
+            skel = skel + np.maximum(delta - skel * delta, 0)
+        return skel
+
+    out = []
+    for p, t in zip(np.asarray(prob, np.float64), np.asarray(target, np.float64)):
+        sp, st = skeleton(p), skeleton(t)
+        tprec = ((sp * t).sum() + smooth) / (sp.sum() + smooth)
+        tsens = ((st * p).sum() + smooth) / (st.sum() + smooth)
+        out.append(1 - 2 * tprec * tsens / (tprec + tsens))
+    return np.array(out)

@@ -1,20 +1,34 @@
-"""The evaluate modules: same results as the functions, offline loading, shipped files, Spaces, publishing."""
+"""The evaluate modules: each loaded one equals an independent reference, offline loading, shipped files,
+Spaces, publishing."""
 
 import json
 import os
 import subprocess
 import sys
 import time
+from functools import partial
 
 import numpy as np
 import pytest
 
 from neurotrain_hf.metrics import hub
 from neurotrain_hf.metrics.evaluate_modules import MODULES
-from neurotrain_hf.metrics.overlap import compute_dice
 
 from .conftest import OFFLINE, ROOT, run_python
-from .metric_refs import random_detection_case
+from .metric_refs import (
+    COCO_KEYS,
+    blob_pair,
+    boxes_to_masks,
+    hand_bleu,
+    hand_f1,
+    hand_retrieval,
+    hand_threshold_rows,
+    monai_nsd,
+    monai_overlap,
+    pycocotools_stats,
+    random_detection_case,
+    sklearn_classification,
+)
 
 LOAD_ALL = """
 import json, sys, numpy as np, evaluate
@@ -42,21 +56,133 @@ def load_in_fresh_process(names: list[str], env: dict) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def test_module_matches_function_and_add_batch():
-    rng = np.random.default_rng(0)
-    preds = [rng.integers(0, 3, (6, 6)) for _ in range(4)]
-    refs = [rng.integers(0, 3, (6, 6)) for _ in range(4)]
-    module = MODULES["dice"]()
-    module.add_batch(predictions=preds[:2], references=refs[:2])
-    module.add(prediction=preds[2], reference=refs[2])
-    out = module.compute(predictions=preds[3:], references=refs[3:], num_labels=3)
-    assert out["mean_dice"] == pytest.approx(compute_dice(preds, refs, 3)["mean_dice"])
-    p, r = random_detection_case(0, n_img=5)
-    assert MODULES["detection_map"]().compute(predictions=p, references=r)["map"] >= 0
-    cls = MODULES["classification"]().compute(
-        predictions=[[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]], references=[1, 0, 0], top_k=[1]
-    )
-    assert cls["accuracy"] == pytest.approx(2 / 3) and "top_k_accuracy@1" in cls
+WORDS = ["the", "a", "cat", "dog", "sat", "ran", "on", "under", "mat", "home", "fast", "slowly"]
+
+
+def _dice_iou(kind: str, seed: int):
+    shape = ((24, 20), (18, 26), (6, 10, 12))[seed]
+    pairs = [blob_pair(shape, 4, 10 * seed + i) for i in range(5)]
+    preds, refs = [p for p, _ in pairs], [r for _, r in pairs]
+    refs[1][refs[1] == 3] = 0  # class 3 absent from one reference: left out there (ignore_empty)
+    return preds, refs, [({"num_labels": 4}, monai_overlap(kind, preds, refs, 4))]
+
+
+def _nsd(seed: int):
+    spacing = ((1.0, 1.0), (0.7, 1.3), (2.0, 0.5))[seed]
+    pairs = [blob_pair((30, 34), 3, 10 * seed + i, noise=0.6) for i in range(4)]
+    preds, refs = [p for p, _ in pairs], [r for _, r in pairs]
+    kwargs = {"num_labels": 3, "tolerance": 1.5, "spacing": spacing}
+    return preds, refs, [(kwargs, monai_nsd(preds, refs, 3, 1.5, spacing))]
+
+
+def _detection(seed: int):
+    preds, refs = random_detection_case(seed)
+    expected = {k: v for k, v in pycocotools_stats(preds, refs).items() if k in COCO_KEYS}
+    expected.update(f1_50=hand_f1(preds, refs, 0.5), f1_75=hand_f1(preds, refs, 0.75))
+    return preds, refs, [({}, expected)]
+
+
+def _segmentation_map(seed: int):
+    preds, refs = random_detection_case(seed, n_img=5)
+    preds, refs = boxes_to_masks(preds), boxes_to_masks(refs)
+    expected = {k: v for k, v in pycocotools_stats(preds, refs, iou_type="segm").items() if k in COCO_KEYS}
+    return preds, refs, [({}, expected)]
+
+
+def _clip_retrieval(seed: int):
+    rng = np.random.default_rng(seed)
+    sims = np.round(rng.normal(size=(14, 9)), 1)  # one decimal: many ties
+    owner = rng.integers(0, 8, 14)  # image 8 has no caption
+    k_values = (1, 3, 5)
+    return list(sims), owner.tolist(), [({"k_values": k_values}, hand_retrieval(sims, owner, k_values))]
+
+
+def _bleu(seed: int):
+    rng = np.random.default_rng(seed)
+    preds, refs = [], []
+    for _ in range(12):
+        ref_list = [" ".join(rng.choice(WORDS, rng.integers(4, 12))) for _ in range(rng.integers(1, 4))]
+        words = ref_list[0].split()
+        words = [w if rng.random() < 0.75 else str(rng.choice(WORDS)) for w in words if rng.random() < 0.85]
+        preds.append(" ".join(words or ["the"]))
+        refs.append(ref_list)
+    return preds, refs, [({}, hand_bleu(preds, refs))]
+
+
+def _classification(seed: int):
+    rng = np.random.default_rng(seed)
+    probs = rng.multinomial(10, rng.dirichlet(np.ones(4)), size=40) / 10  # tenths: ties in the ranking
+    refs = np.r_[np.arange(4), rng.integers(0, 4, 36)]
+    top_k = [1, 2, 3]
+    variants = [
+        ({"average": avg, "top_k": top_k}, sklearn_classification(probs, refs, avg, top_k))
+        for avg in ("macro", "weighted", "micro")
+    ]
+    return list(probs), refs.tolist(), variants
+
+
+def _threshold(seed: int):
+    rng = np.random.default_rng(seed)
+    probs = np.round(rng.random(150), 2)  # hundredths: scores equal to thresholds
+    refs = (rng.random(150) < probs).astype(int)
+    rows = hand_threshold_rows(probs, refs, [k / 100 for k in range(101)])
+
+    def first_best(metric):
+        return max(rows, key=lambda row: row[metric])  # max() keeps the first of equal values
+
+    at_recall = [row for row in rows if row["recall"] >= 0.8]
+    variants = [
+        ({"mode": "best"}, first_best("f1")),
+        ({"mode": "best", "metric": "precision"}, first_best("precision")),
+        ({"mode": "at_accuracy_threshold"}, first_best("accuracy")),
+        ({"mode": "at_recall_threshold", "recall": 0.8}, at_recall[-1]),
+        ({"mode": "at_threshold", "threshold": 0.37}, rows[37]),
+    ]
+    return list(probs.reshape(15, 10)), list(refs.reshape(15, 10)), variants
+
+
+REFERENCES = {
+    "dice": partial(_dice_iou, "dice"),
+    "iou": partial(_dice_iou, "iou"),
+    "nsd": _nsd,
+    "detection_map": _detection,
+    "segmentation_map": _segmentation_map,
+    "clip_retrieval": _clip_retrieval,
+    "bleu": _bleu,
+    "classification": _classification,
+    "threshold": _threshold,
+}
+"""name -> seed -> (predictions, references, [(compute kwargs, expected outputs)]), from references
+independent of neurotrain_hf (MONAI, pycocotools, scikit-learn, hand-written loops)."""
+
+
+@pytest.fixture(scope="module")
+def loaded() -> dict:
+    """Every shipped module through ``evaluate.load("neurotrain/<name>")``, offline, after install."""
+    import evaluate
+
+    hub.install_modules()  # into this session's HF_MODULES_CACHE (tests/conftest.py)
+    return {name: evaluate.load(f"neurotrain/{name}") for name in MODULES}
+
+
+def test_every_module_has_a_reference():
+    assert sorted(REFERENCES) == sorted(MODULES) == sorted(hub.CARDS)
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("name", sorted(REFERENCES))
+def test_loaded_module_equals_independent_reference(loaded, name, seed):
+    """add_batch + add + compute on a random case equals the reference, output by output."""
+    module = loaded[name]
+    assert type(module).__name__ == MODULES[name].__name__
+    preds, refs, variants = REFERENCES[name](seed)
+    for kwargs, expected in variants:
+        module.add_batch(predictions=preds[:2], references=refs[:2])
+        module.add(prediction=preds[2], reference=refs[2])
+        out = module.compute(predictions=preds[3:], references=refs[3:], **kwargs)
+        for key, value in expected.items():
+            assert key in out, f"{name} {kwargs}: no {key}"
+            np.testing.assert_allclose(out[key], value, rtol=0, atol=1e-6, equal_nan=True, err_msg=key)
 
 
 def test_shipped_module_files_and_spaces_are_in_sync():

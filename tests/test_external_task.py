@@ -1,5 +1,5 @@
-"""A task from another package: tests/fixtures/denoise_task is pip-installed into this venv (entry point
-group ``neurotrain_hf.tasks``) and driven through the ``neurotrain`` command and ``recipes/train.py`` in
+"""A task from another package: tests/fixtures/denoise_task is pip-installed into a site folder of its
+own (entry point group ``neurotrain_hf.tasks``) and driven through the ``neurotrain`` command and ``recipes/train.py`` in
 fresh processes: discovery, its own config keys and metric family, training with an iterative inference,
 PSNR checked against scikit-image, prediction from a PNG, a push to the Hub test double. The guide
 docs/writing-a-task.md must embed the package verbatim and name exactly the hooks ``Task`` has.
@@ -127,8 +127,13 @@ def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def installed():
-    """The fixture package installed (editable, offline) into the running venv; uninstalled afterwards."""
+def installed(tmp_path_factory):
+    """The fixture package pip-installed (offline, from a copy) into a site folder of its own that the test's
+    processes put on PYTHONPATH: found through its entry point like any installed task, while the shared
+    venv (and whatever else runs beside this test) never sees it."""
+    tmp = tmp_path_factory.mktemp("denoise_site")
+    source, site = tmp / "src", tmp / "site"
+    shutil.copytree(FIXTURE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     install = subprocess.run(
         [
             sys.executable,
@@ -138,8 +143,9 @@ def installed():
             "-q",
             "--no-deps",
             "--no-build-isolation",
-            "-e",
-            str(FIXTURE),
+            "--target",
+            str(site),
+            str(source),
         ],
         capture_output=True,
         text=True,
@@ -147,18 +153,11 @@ def installed():
         env=PIP_ENV,
     )
     assert install.returncode == 0, install.stderr[-3000:]
-    try:
-        yield
-    finally:
-        subprocess.run(
-            [sys.executable, "-m", "pip", "uninstall", "-y", "-q", "neurotrain-denoise"],
-            capture_output=True,
-            timeout=300,
-            env=PIP_ENV,
-        )
-        shutil.rmtree(FIXTURE / "neurotrain_denoise.egg-info", ignore_errors=True)
-        for cache in FIXTURE.rglob("__pycache__"):
-            shutil.rmtree(cache, ignore_errors=True)
+    path = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH")) if p)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PYTHONPATH", path)  # client_env() copies os.environ
+        patch.setitem(ENV, "PYTHONPATH", path)
+        yield site
 
 
 @pytest.fixture(scope="module")

@@ -7,13 +7,16 @@ read at import time. Every script prints one JSON line that the test checks.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
+import yaml
 
-from .hub_double import client_env, serve
+from .hub_double import client_env, front_matter_errors, serve
 
 WRITE, READ = "hf_test_write", "hf_test_read"
 
@@ -39,7 +42,7 @@ def run_client(hub, tmp_path, script: str, token: str | None = WRITE, timeout: i
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def test_auth_write_refused_without_token_or_with_read_token_and_private_repos(hub, tmp_path):
+def test_auth_namespaces_and_private_repos(hub, tmp_path):
     out = run_client(
         hub,
         tmp_path,
@@ -63,10 +66,47 @@ def test_auth_write_refused_without_token_or_with_read_token_and_private_repos(h
         out["private_anon"] = HfApi(token=False).repo_exists("tester/secret")
         out["private_read"] = HfApi(token="hf_test_read").repo_exists("tester/secret")
         out["whoami"] = api.whoami()["name"]
+        # namespaces: "other" (hf_other_write, org other-org) vs tester (orgs neurotrain)
+        other = HfApi(token="hf_other_write")
+        out["orgs"] = [[o["name"] for o in a.whoami()["orgs"]] for a in (api, other)]
+        out["own"] = str(other.create_repo("mine", private=True))  # organization null -> the token's user
+        other.create_repo("other-org/shared")
+        api.create_repo("neurotrain/team")
+        for name, call in [
+            ("user", lambda: api.create_repo("other/x")),
+            ("org", lambda: api.create_repo("other-org/x", exist_ok=True)),
+            ("write", lambda: api.upload_file(path_or_fileobj=b"x", path_in_repo="x", repo_id="other-org/shared")),
+            ("branch", lambda: api.create_branch("other-org/shared", branch="b")),
+            ("delete", lambda: api.delete_repo("other-org/shared")),
+            ("private_write", lambda: api.upload_file(path_or_fileobj=b"x", path_in_repo="x", repo_id="other/mine")),
+        ]:
+            try:
+                call()
+                out[name] = "accepted"
+            except HfHubHTTPError as e:
+                out[name] = [e.response.status_code, e.response.headers.get("X-Error-Message"), type(e).__name__]
+        out["other_private"] = [api.repo_exists("other/mine"), other.repo_exists("other/mine")]
+        out["secret_other"] = other.repo_exists("tester/secret")
         print(json.dumps(out))
         """,
         token=None,
     )
+    assert out["orgs"] == [["neurotrain"], ["other-org"]]
+    assert out["own"].endswith("/other/mine")
+    for name, namespace, verb in [("user", "other", "create"), ("org", "other-org", "create")]:
+        assert out[name][:2] == [
+            403,
+            f'You don\'t have the rights to {verb} a model under the namespace "{namespace}"',
+        ]
+    for name in ("write", "branch"):
+        assert out[name][0] == 403 and 'under the namespace "other-org"' in out[name][1], name
+    assert out["delete"][0] == 403 and "delete a model" in out["delete"][1]
+    assert out["private_write"] == [404, "Repository not found", "RepositoryNotFoundError"]
+    assert out["other_private"] == [False, True] and out["secret_other"] is False
+    assert {"models/other/mine", "models/other-org/shared", "models/neurotrain/team"} <= set(hub.store.repos)
+    shared = hub.store.repos["models/other-org/shared"]
+    assert list(shared.branches) == ["main"] and len(shared.commits) == 1  # nothing written by tester
+    assert not {"models/other/x", "models/other-org/x"} & set(hub.store.repos)
     assert out["none"][0] == 401 and "authenticated" in out["none"][1] and "HF_TOKEN" in out["none"][1]
     assert out["read"][0] == 403 and "read-only token" in out["read"][1]
     assert out["bad"][0] == 401 and "Invalid credentials" in out["bad"][1]
@@ -305,19 +345,40 @@ def test_lfs_put_is_checked_and_ranges_and_errors_over_raw_http(hub):
     assert call("GET", "/api/models/tester/other")[1]["X-Error-Code"] == "RepoNotFound"
 
 
+SPACES = Path(__file__).resolve().parents[1] / "spaces"
+
+
+def space_errors(folder: Path) -> list[str]:
+    """The double's Space checks on a Space folder as it would be committed (its files, its README)."""
+    files = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    return front_matter_errors((folder / "README.md").read_text(encoding="utf-8"), "spaces", files)
+
+
 def test_every_shipped_space_card_passes_the_front_matter_checks():
-    from pathlib import Path
+    folders = sorted(p.parent for p in SPACES.rglob("README.md"))
+    names = {p.relative_to(SPACES).as_posix() for p in folders}
+    demos = {"classification-demo", "segmentation-demo", "segmentation3d-demo", "clip-demo", "detection-demo"}
+    assert names >= demos | {"metrics/dice", "metrics/classification"}, names
+    for folder in folders:
+        assert space_errors(folder) == [], folder
+        # gradio Spaces whose app file the checks above found (an sdk-less card would skip them)
+        meta = yaml.safe_load((folder / "README.md").read_text(encoding="utf-8").split("---")[1])
+        assert meta["sdk"] == "gradio" and isinstance(meta["sdk_version"], str), folder
 
-    from tests.hub_double import front_matter_errors
 
-    spaces = Path(__file__).resolve().parents[1] / "spaces"
-    demos = sorted(p for p in spaces.glob("*-demo") if p.is_dir())
-    assert {p.name for p in demos} >= {
-        "classification-demo",
-        "segmentation-demo",
-        "segmentation3d-demo",
-        "clip-demo",
-    }
-    for folder in demos:
-        files = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
-        assert front_matter_errors((folder / "README.md").read_text(), "space", files) == [], folder.name
+def test_a_space_card_with_a_bad_sdk_or_a_missing_app_file_is_refused(tmp_path):
+    space = tmp_path / "demo"
+    shutil.copytree(SPACES / "segmentation-demo", space, ignore=shutil.ignore_patterns("__pycache__"))
+    readme = (space / "README.md").read_text(encoding="utf-8")
+    assert "sdk: gradio\n" in readme and "app_file: app.py\n" in readme and space_errors(space) == []
+    (space / "README.md").write_text(readme.replace("sdk: gradio\n", "sdk: flask\n"), encoding="utf-8")
+    assert space_errors(space) == ["\"sdk\" must be one of gradio, streamlit, docker, static, got 'flask'"]
+    (space / "README.md").write_text(
+        readme.replace("sdk_version: 6.31.0", "sdk_version: 6.3"), encoding="utf-8"
+    )
+    assert space_errors(space) == ['"sdk_version" must be a string, got 6.3']
+    (space / "README.md").write_text(readme, encoding="utf-8")
+    (space / "app.py").rename(space / "main.py")
+    assert space_errors(space) == ["\"app_file\" 'app.py' does not exist in the Space"]
+    with pytest.raises(ValueError, match="unknown repo kind 'space'"):  # the old typo can no longer pass
+        front_matter_errors(readme, "space", set())

@@ -5,7 +5,7 @@ import pytest
 
 from neurotrain_hf.metrics.detection import DetectionAccumulator, compute_detection_map
 
-from .metric_refs import COCO_KEYS, boxes_to_masks, pycocotools_stats, random_detection_case
+from .metric_refs import COCO_KEYS, boxes_to_masks, hand_f1, pycocotools_stats, random_detection_case
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -99,42 +99,6 @@ def test_edge_cases():
         [{"boxes": [[0, 0, 10, 10]], "labels": [1], "area": [5000.0]}],
     )
     assert given_area["map_medium"] == pytest.approx(1.0) and given_area["map_small"] == -1
-
-
-def hand_f1(preds, refs, thr, score_threshold=0.5):
-    """The original framework's mF1, written out with plain loops."""
-    from neurotrain_hf.metrics.detection import box_iou, to_xywh
-
-    stats = {}
-    for p, r in zip(preds, refs):
-        crowd = np.asarray(r.get("iscrowd", np.zeros(len(r["labels"]))), bool)
-        for c in set(np.r_[p["labels"], r["labels"]].tolist()):
-            d = [
-                i
-                for i in np.argsort(-np.asarray(p["scores"]), kind="mergesort")
-                if p["labels"][i] == c and p["scores"][i] >= score_threshold
-            ]
-            g = [j for j in range(len(r["labels"])) if r["labels"][j] == c and not crowd[j]]
-            used, tp = set(), 0
-            for i in d:
-                best, best_j = -1.0, None
-                for j in g:
-                    iou = box_iou(
-                        to_xywh(np.asarray(p["boxes"])[[i]], "xyxy"),
-                        to_xywh(np.asarray(r["boxes"])[[j]], "xyxy"),
-                        np.zeros(1, bool),
-                    )[0, 0]
-                    if j not in used and iou >= best:
-                        best, best_j = iou, j
-                if best_j is not None and best >= thr:
-                    used.add(best_j)
-                    tp += 1
-            s = stats.setdefault(c, [0, 0, 0])
-            s[0] += tp
-            s[1] += len(d) - tp
-            s[2] += len(g) - tp
-    per_class = [2 * tp / (2 * tp + fp + fn) for tp, fp, fn in stats.values() if tp + fn > 0]
-    return float(np.mean(per_class))
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .common import MAX_BYTES, MAX_SIDE, MODEL_ENV, resolve_model
+from .common import MAX_BYTES, MAX_SIDE, MODEL_ENV, resolve_model, serve_limits
 
 
 def build_demo(model: str | None = None, examples: Any = None, **options: Any) -> Any:
-    """The demo of ``model``'s task (options such as ``top_k`` go to the task's demo)."""
+    """The demo of ``model``'s task (options such as ``top_k`` go to the task's demo), its queue and
+    uploads bounded (``serve_limits``: the task's own limits, else the defaults)."""
     import os
 
     from ..predictor import task_of
@@ -21,7 +22,8 @@ def build_demo(model: str | None = None, examples: Any = None, **options: Any) -
 
     folder = resolve_model(model)
     task = get_task(task_of(folder)).load()
-    return task.build_demo(folder, str(model or os.environ.get(MODEL_ENV) or folder), examples, **options)
+    demo = task.build_demo(folder, str(model or os.environ.get(MODEL_ENV) or folder), examples, **options)
+    return demo if hasattr(demo, "neurotrain_limits") else serve_limits(demo)
 
 
-__all__ = ["MAX_BYTES", "MAX_SIDE", "MODEL_ENV", "build_demo", "resolve_model"]
+__all__ = ["MAX_BYTES", "MAX_SIDE", "MODEL_ENV", "build_demo", "resolve_model", "serve_limits"]

@@ -4,7 +4,9 @@ A process killed while saving leaves a folder without the marker; ``last_good_ch
 so resuming (and the Tester's ``checkpoint = "last"``) always loads a complete one. Older checkpoints
 are rotated away only after the new one is marked, and a deleted checkpoint is first renamed out of
 the ``checkpoint-N`` namespace, so the run folder never lacks a complete checkpoint. Final model
-folders are written to a staging folder and renamed into place.
+folders are written to a staging folder and renamed into place. A write that fails (full disk, quota)
+is recognised by ``is_write_error`` so the trainer can stop with one line instead of a traceback.
+``load_model_weights`` reads a checkpoint's weights back the way ``from_pretrained`` does.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ import re
 import shutil
 import time
 from pathlib import Path
+from typing import Any
+
+from ..errors import TrainingHaltedError
 
 COMPLETE_MARKER = "neurotrain_complete.json"
 EVAL_ARTIFACTS = "neurotrain_eval.json"  # what the evaluation before this save kept (e.g. a confusion matrix)
@@ -117,6 +122,57 @@ def rotate_checkpoints(
         _delete(path)
         removed.append(path)
     return removed
+
+
+def is_write_error(exc: BaseException) -> bool:
+    """A failed write: an ``OSError``, or what safetensors and ``torch.save`` raise for one.
+
+    A full disk reaches Python as ``OSError`` from Python-level writes, as safetensors'
+    ``SafetensorError("... I/O error: ...")`` and as torch's ``RuntimeError`` from its zip writer.
+    """
+    if isinstance(exc, OSError):
+        return True
+    text = str(exc)
+    if type(exc).__name__ == "SafetensorError":
+        return "I/O error" in text
+    return isinstance(exc, RuntimeError) and ("PytorchStreamWriter" in text or "inline_container" in text)
+
+
+def write_error_text(exc: BaseException) -> str:
+    """One line for a failed write: the file (when known) and the system's reason."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def discard(path: str | Path) -> None:
+    """Best-effort removal of a half-written folder (it frees the space a full disk needs)."""
+    path = Path(path)
+    if path.exists():
+        try:
+            _delete(path)
+        except OSError:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def load_model_weights(model: Any, folder: str | Path) -> None:
+    """Load a checkpoint's model weights into ``model`` in place, every tensor or a one-line error.
+
+    ``Trainer`` reloads checkpoints (resume, best model at the end) with ``load_state_dict(strict=False)``
+    on the raw file, but transformers 5 ``save_pretrained`` writes the original key names of models
+    with a conversion mapping (DETR: 92 of its 141 tensors), so those weights were silently left as
+    they were (transformers#43701). ``from_pretrained`` applies the mapping; its tensors are copied in.
+    """
+    loaded, info = type(model).from_pretrained(str(folder), output_loading_info=True)
+    problems = [
+        f"{kind.replace('_', ' ')}: {sorted(map(str, keys))[:3]}" for kind, keys in info.items() if keys
+    ]
+    if problems:
+        raise TrainingHaltedError(
+            f"{folder}: the checkpoint does not match the model ({'; '.join(problems)})"
+        )
+    model.load_state_dict(loaded.state_dict(), strict=True)
 
 
 def replace_dir_atomic(staging: str | Path, final: str | Path) -> None:

@@ -30,7 +30,7 @@ from typing import Any
 
 import datasets
 import torch
-from transformers import EarlyStoppingCallback, Trainer
+from transformers import EarlyStoppingCallback, PreTrainedModel, Trainer
 from transformers.trainer_pt_utils import find_batch_size
 
 from ..errors import TrainingHaltedError
@@ -40,11 +40,15 @@ from ..models.registry import logits_of
 from .callbacks import DataEpochCallback, MonitorCallback, NonFiniteLossCallback
 from .checkpointing import (
     EVAL_ARTIFACTS,
+    discard,
     is_complete,
+    is_write_error,
     last_good_checkpoint,
+    load_model_weights,
     mark_complete,
     remove_incomplete,
     rotate_checkpoints,
+    write_error_text,
 )
 from .evaluation import EvalState, SampleBatch, SampleWriter, first_n, real_count
 from .inference import Inference
@@ -314,22 +318,72 @@ class NeuroTrainer(Trainer):
 
     # --- checkpoints ------------------------------------------------------------------------------
     def _save_checkpoint(self, model, trial):
-        """Save, mark complete, then rotate: the run folder always holds a complete checkpoint."""
+        """Save, mark complete, then rotate: the run folder always holds a complete checkpoint.
+
+        A failed write (full disk, quota) stops the run with one line naming the checkpoint (and the file
+        when the error says); the half-written folder is removed, the previous complete one left as it was.
+        """
+        run_dir = Path(self._get_output_dir(trial=trial))
+        path = run_dir / f"checkpoint-{self.state.global_step}"
         limit, self.args.save_total_limit = self.args.save_total_limit, None
         try:
             super()._save_checkpoint(model, trial)
+            self.args.save_total_limit = limit
+            self.accelerator.wait_for_everyone()
+            if not self.args.should_save:
+                return
+            if self.last_eval and self._last_eval_step == self.state.global_step:  # this step's evaluation
+                (path / EVAL_ARTIFACTS).write_text(json.dumps(self.last_eval), encoding="utf-8")
+            mark_complete(path, self.state.global_step)
+        except Exception as exc:
+            if not is_write_error(exc):
+                raise
+            raise self.save_failed(path, exc) from None
         finally:
             self.args.save_total_limit = limit
-        self.accelerator.wait_for_everyone()
-        if not self.args.should_save:
-            return
-        run_dir = Path(self._get_output_dir(trial=trial))
-        path = run_dir / f"checkpoint-{self.state.global_step}"
-        if self.last_eval and self._last_eval_step == self.state.global_step:  # this step's evaluation
-            (path / EVAL_ARTIFACTS).write_text(json.dumps(self.last_eval), encoding="utf-8")
-        mark_complete(path, self.state.global_step)
         keep = [p for p in (self.state.best_model_checkpoint, self._protected) if p]
         rotate_checkpoints(run_dir, limit, keep=keep)
+
+    def save_failed(self, path: Path, exc: BaseException) -> TrainingHaltedError:
+        """The one-line stop for a checkpoint that could not be written (its partial folder removed)."""
+        if self.args.should_save:
+            discard(path)
+        last = last_good_checkpoint(path.parent)
+        return TrainingHaltedError(
+            f"could not write checkpoint {path} ({write_error_text(exc)}); stopped at step "
+            f"{self.state.global_step}. Last complete checkpoint: {last or 'none'} (resume from it with "
+            '[training] resume_from_checkpoint = "last" once there is room)'
+        )
+
+    def _reloads_like_from_pretrained(self, model: torch.nn.Module, folder: str | None) -> bool:
+        """A plain transformers model and a checkpoint it saved (DeepSpeed, FSDP, PEFT: Trainer's own path)."""
+        return (
+            folder is not None
+            and isinstance(model, PreTrainedModel)
+            and not getattr(model, "_hf_peft_config_loaded", False)
+            and not self.is_deepspeed_enabled
+            and not self.is_fsdp_enabled
+            and (Path(folder) / "config.json").is_file()
+        )
+
+    def _load_from_checkpoint(
+        self, resume_from_checkpoint: str, model: torch.nn.Module | None = None
+    ) -> None:
+        """Resume: the checkpoint's weights, key conversions included (see ``load_model_weights``)."""
+        target = self.model if model is None else model
+        if self._reloads_like_from_pretrained(target, resume_from_checkpoint):
+            load_model_weights(target, resume_from_checkpoint)
+        else:
+            super()._load_from_checkpoint(resume_from_checkpoint, model)
+
+    def _load_best_model(self) -> None:
+        """``load_best_model_at_end``: the best checkpoint's weights, key conversions included."""
+        best = self.state.best_model_checkpoint
+        if self._reloads_like_from_pretrained(self.model, best):
+            logger.info("loading the best model from %s (score %s)", best, self.state.best_metric)
+            load_model_weights(self.model, best)
+        else:
+            super()._load_best_model()
 
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
         """``True``/``"last"``: newest complete checkpoint (error if none); ``"auto"``: that, or start fresh.

@@ -65,21 +65,68 @@ def test_trained_tokenizer_and_processor_round_trip(tmp_path):
     assert loaded.tokenizer("Large blue")["input_ids"] == loaded.tokenizer("large   blue")["input_ids"]
 
 
-def test_training_transform_samples_one_caption_per_image_reproducibly(tmp_path):
+def test_training_caption_depends_only_on_seed_epoch_and_sample_index():
+    """The caption an image trains with is a function of (seed, epoch, global index): not of the batch it
+    lands in, its position there, the rank/worker fetching it or torch's RNG state."""
+    import datasets
+
+    from neurotrain_hf.tasks.clip.data import CaptionSampledDataset
+
+    captions = [[f"image{i} caption{k}" for k in range(1 + i % 4)] for i in range(12)]
+    processor = build_processor(train_tokenizer([c for cs in captions for c in cs], 80, 8), 16)
+    features = datasets.Features(
+        {"image": datasets.Array3D((16, 16, 3), "uint8"), "captions": [datasets.Value("string")]}
+    )
+    images = [np.full((16, 16, 3), 10 * i, np.uint8) for i in range(12)]
+    split = datasets.Dataset.from_dict({"image": images, "captions": captions}, features=features)
+    split.set_transform(ClipTransform(processor, 8, train=True))
+
+    def trained(loader, indices):
+        out = loader.__getitems__(indices)
+        return dict(
+            zip(indices, processor.tokenizer.batch_decode(out["input_ids"], skip_special_tokens=True))
+        )
+
+    loader = CaptionSampledDataset(split, seed=3)
+    torch.manual_seed(0)
+    whole = trained(loader, list(range(12)))  # one process, batch 12
+    torch.manual_seed(1)
+    ranks = {**trained(loader, [0, 2, 4, 6, 8, 10]), **trained(loader, [1, 3, 5, 7, 9, 11])}  # 2 x 6
+    singles = {i: trained(loader, [i])[i] for i in reversed(range(12))}  # 12 batches of 1, reversed
+    assert whole == ranks == singles
+    assert all(whole[i] in captions[i] for i in range(12))
+    assert any(whole[i] != captions[i][0] for i in range(12))  # not always the first caption
+    other_seed = trained(CaptionSampledDataset(split, seed=4), list(range(12)))
+    assert other_seed != whole and all(other_seed[i] in captions[i] for i in range(12))
+    seen = {i: set() for i in range(12)}
+    for epoch in range(30):
+        loader.set_epoch(epoch)
+        for i, caption in trained(loader, list(range(12))).items():
+            seen[i].add(caption)
+    assert all(seen[i] == set(captions[i]) for i in range(12))  # each epoch re-picks: all get drawn
+    loader.set_epoch(0)
+    assert trained(loader, list(range(12))) == whole
+    first = ClipTransform(processor, 8, train=True)({"image": images[:2], "captions": captions[:2]})
+    assert processor.tokenizer.batch_decode(first["input_ids"], skip_special_tokens=True) == [
+        captions[0][0],
+        captions[1][0],
+    ]  # read outside the training loader: the first caption
+
+
+def test_clip_trainer_loads_the_training_split_with_caption_picks(tmp_path):
+    from neurotrain_hf.runner import build
+    from neurotrain_hf.tasks.clip.data import CaptionSampledDataset
+
+    _, _, trainer = build(clip_config(tmp_path))
+    assert type(trainer.train_dataset) is CaptionSampledDataset and trainer.train_dataset.seed == 0
+    loader = trainer.get_eval_dataloader()
+    assert not isinstance(loader.dataset, CaptionSampledDataset)
+
+
+def test_evaluation_transform_embeds_every_caption():
     captions = [["one a", "one b", "one c"], ["two a", "two b"]]
     processor = build_processor(train_tokenizer([c for cs in captions for c in cs], 50, 8), 16)
     images = [np.zeros((16, 16, 3), np.uint8), np.full((16, 16, 3), 255, np.uint8)]
-    transform = ClipTransform(processor, 8, train=True)
-    seen = set()
-    for seed in range(20):
-        torch.manual_seed(seed)
-        out = transform({"image": images, "captions": captions})
-        decoded = processor.tokenizer.batch_decode(out["input_ids"], skip_special_tokens=True)
-        assert decoded[0] in captions[0] and decoded[1] in captions[1]
-        seen.add(decoded[0])
-        torch.manual_seed(seed)
-        assert torch.equal(transform({"image": images, "captions": captions})["input_ids"], out["input_ids"])
-    assert seen == set(captions[0])  # every caption gets drawn
     evaluation = ClipTransform(processor, 8)({"image": images, "captions": captions, "label": [0, 1]})
     assert evaluation["caption_owner"].tolist() == [0, 0, 0, 1, 1]
     assert evaluation["caption_input_ids"].shape == (5, 8) and evaluation["pixel_values"].shape == (

@@ -11,6 +11,8 @@ from ..conftest import write_toml
 from ..helpers.launch import accelerate_launch
 from .test_clip_runs import short_clip
 
+pytestmark = pytest.mark.requires("deepspeed", "g++")
+
 
 def launch(config_file: str, cfg, run_id: str):
     proc = accelerate_launch(

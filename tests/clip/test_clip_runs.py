@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 from neurotrain_hf.cli import main as cli_main
-from neurotrain_hf.config import build_config
+from neurotrain_hf.config import build_config, load_config
 from neurotrain_hf.runner import run
 
 from ..conftest import run_python, tiny_config_dict, write_toml
@@ -227,3 +227,99 @@ def test_default_recipe_as_typed_learns_on_a_short_schedule_and_saves_a_clip_fol
     assert torch.allclose(torch.tensor(record["embedding"]), direct / direct.norm(), atol=1e-5)
     report = json.loads((run_dir / "report.json").read_text())
     assert report["dataset"]["captions"]["test"] == 5 * 128 and report["world_size"] == 1
+
+
+class StartWeights(TrainerCallback):
+    """The weights as training starts."""
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _history_losses(run_dir):
+    rows = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
+    return {row["step"]: row["loss"] for row in rows if "loss" in row}
+
+
+def _exact(tmp_path, run_id, batch_size, **sections):
+    """48 training images of 5 captions (3 global batches of 16 an epoch), plain SGD, no evaluation."""
+    data = short_clip(tmp_path, run_id=run_id, **sections)
+    data["dataset"]["max_samples"] = 48
+    data["training"].update(
+        max_steps=5,
+        batch_size=batch_size,
+        optim="sgd",  # AdamW would hide a wrong loss scale (platform notes)
+        learning_rate=0.5,
+        weight_decay=0.0,
+        warmup_steps=0,
+        lr_scheduler_type="constant",
+        eval_strategy="no",
+        save_strategy="no",
+        logging_steps=1,
+        metrics=[],
+    )
+    data["testing"] = {"run_after_training": False}
+    return data
+
+
+@pytest.mark.slow
+def test_two_processes_of_batch_b_equal_one_process_of_batch_2b(tmp_path):
+    """Same samples, same caption per image, loss over the gathered global batch: final weights and
+    every logged loss of 2 ranks x 8 equal one process x 16, across an epoch boundary."""
+    cfg = write_toml(tmp_path / "ddp.toml", _exact(tmp_path, "ddp", 8))
+    proc = accelerate_launch(2, "recipes/train_clip.py", str(cfg))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    start = StartWeights()
+    report = run(build_config(_exact(tmp_path, "one", 16)), callbacks=[start])
+    assert report["world_size"] == 1
+    root = tmp_path / "runs/clip"
+    assert json.loads((root / "ddp/report.json").read_text())["world_size"] == 2
+    two, one = _history_losses(root / "ddp"), _history_losses(root / "one")
+    assert sorted(two) == sorted(one) == [1, 2, 3, 4, 5]
+    for step in one:
+        assert two[step] == pytest.approx(one[step], rel=1e-6, abs=1e-6), step
+    assert one[5] < one[1]  # the run trains
+    a = load_file(str(root / "ddp/model/model.safetensors"))
+    b = load_file(str(root / "one/model/model.safetensors"))
+    assert a.keys() == b.keys() == start.weights.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=key)
+    moved = [key for key in b if (b[key] - start.weights[key]).abs().max() > 1e-3]
+    assert len(moved) > len(b) // 2  # far above the tolerance: the comparison is not trivial
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_with_lora_is_bit_exact(tmp_path):
+    """LoRA (with dropout) killed after a checkpoint, mid-epoch, resumed: the adapter's weights and the
+    logged losses equal the uninterrupted run's bit for bit."""
+    lora = {"r": 4, "alpha": 8, "dropout": 0.2, "target_modules": ["q_proj", "v_proj"], "merge": False}
+
+    def config(run_id):
+        data = _exact(tmp_path, run_id, 16, peft=lora)
+        data["training"].update(
+            max_steps=6, save_strategy="steps", save_steps=4, learning_rate=5e-3, optim="adamw_torch"
+        )
+        return write_toml(tmp_path / f"{run_id}.toml", data)
+
+    def train(*args):  # one thread: these tiny models train faster so on 2 shared cores
+        return run_python(["tests/helpers/train_until.py", *args], env={"NEUROTRAIN_CPU_THREADS": "1"})
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the uninterrupted run here, as the subprocesses run: same kernels
+    try:
+        run(load_config(str(config("straight"))))
+    finally:
+        torch.set_num_threads(threads)
+    killed = config("killed")
+    proc = train(str(killed), "--kill-at-step", "5")
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    root = tmp_path / "runs/clip"
+    assert not (root / "killed/adapter").exists() and (root / "killed/checkpoint-4").is_dir()
+    proc = train(str(killed), "--training.resume_from_checkpoint", "last")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    name = "adapter/adapter_model.safetensors"
+    a, b = load_file(str(root / "straight" / name)), load_file(str(root / "killed" / name))
+    assert a.keys() == b.keys() and len(a) == 2 * 2 * 2 * 3  # A and B of q/v, 3 layers, 2 towers
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert _history_losses(root / "killed") == _history_losses(root / "straight")

@@ -16,7 +16,7 @@ from neurotrain_hf.data.registry import DATASETS
 from neurotrain_hf.errors import DataError
 from neurotrain_hf.tasks.detection import synthetic
 from neurotrain_hf.tasks.detection.config import DetectionDataset as DatasetConfig
-from neurotrain_hf.tasks.detection.sources import DETECTION_FEATURES, VOC_CLASSES, rle_counts
+from neurotrain_hf.tasks.detection.sources import DETECTION_FEATURES, VOC_CLASSES, rle_counts, rle_encode
 
 from .fixtures import (
     COCO_IDS,
@@ -127,8 +127,24 @@ def test_coco_categories_crowd_rle_and_polygons(tmp_path):
     assert np.allclose(objects["bbox"], [[40, 5, 52, 15], [10, 10, 20, 30]])
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_rle_encode_is_pycocotools_encode(seed):
+    """Masks written into results json (mask models) are the strings pycocotools writes and reads."""
+    from pycocotools import mask as mask_api
+
+    rng = np.random.default_rng(seed)
+    h, w = rng.integers(1, 70, 2)
+    mask = rng.random((h, w)) < [0.0, 0.02, 0.5, 1.0][seed]  # empty, sparse, half, full
+    mask[: h // 3, : w // 2] |= seed == 1  # a block: runs longer than 31 (more than one char)
+    ours = rle_encode(mask)
+    theirs = mask_api.encode(np.asfortranarray(mask.astype(np.uint8)))
+    assert ours == {"size": [int(h), int(w)], "counts": theirs["counts"].decode()}
+    assert np.array_equal(mask_api.decode({"size": ours["size"], "counts": ours["counts"]}), mask)
+
+
 def test_coco_compressed_rle_matches_pycocotools(tmp_path):
-    mask_api = pytest.importorskip("pycocotools.mask")
+    from pycocotools import mask as mask_api
+
     mask = np.zeros((H, W), dtype=np.uint8, order="F")
     mask[3:9, 5:17], mask[20:40, 30:33] = 1, 1
     encoded = mask_api.encode(mask)
@@ -344,9 +360,19 @@ def test_bad_input_is_one_line_error_or_skipped(tmp_path, case):
     assert "skip_bad_samples" in message
     source = build(layout, skip_bad_samples=True, **WRITERS[layout](tmp_path / "skip", edit))
     assert len(source.skipped) == 1 and words[0] in source.skipped[0]
-    train = source.splits["train"]
-    objects = sum(len(o["bbox"]) for o in train["objects"])
-    assert (len(train), objects) == ((2, objects) if drops_image else (3, 2))
+    # the kept images and their boxes are the fixture's, less the dropped image or the one bad object
+    kept = {
+        r["id"]: {tuple(round(v) for v in b) for b in r["objects"]["bbox"]}
+        for r in rows(source.splits["train"])
+    }
+    fixture = {stem: {box for _, box in objects} for stem, objects in OBJECTS["train"].items()}
+    if drops_image:
+        dropped = Path(words[0].split(":")[0]).stem
+        assert kept == {stem: boxes for stem, boxes in fixture.items() if stem != dropped}
+    else:
+        assert kept.keys() == fixture.keys()
+        lost = [(stem, box) for stem, boxes in fixture.items() for box in boxes - kept[stem]]
+        assert len(lost) == 1 and all(kept[stem] <= fixture[stem] for stem in kept), lost
 
 
 def test_partly_outside_boxes_are_clipped_and_counted(tmp_path):

@@ -1,6 +1,10 @@
 """Test helper for multi-process runs: train or evaluate, then every rank writes its view as JSON.
 
-python tests/helpers/ddp_train.py [--nan-on-rank R STEP | --kill-at-step N | --eval-only] CONFIG [overrides...]
+python tests/helpers/ddp_train.py [--first CONFIG0] [--nan-on-rank R STEP | --kill-at-step N | --eval-only]
+    CONFIG [overrides...]
+
+``--first CONFIG0``: train CONFIG0 (same overrides) to its end first in the same processes, with nothing
+injected: the uninterrupted reference of a kill test costs no extra launch.
 """
 
 import hashlib
@@ -70,6 +74,16 @@ class KillAt(TrainerCallback):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
+def fresh_accelerator() -> None:
+    """Let a second run build its Accelerator: Accelerate refuses a second DeepSpeed one in a process.
+
+    The process group (``PartialState``) is kept."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state()
+    GradientState._reset_state()
+
+
 def evaluate_only(config) -> None:
     """Evaluate the seeded initial model on the valid split; each rank writes metrics and confusion."""
     _, _, trainer = build(config)
@@ -84,6 +98,9 @@ def evaluate_only(config) -> None:
 
 
 def main(argv: list[str]) -> int:
+    first = None
+    if argv[:1] == ["--first"]:
+        first, argv = argv[1], argv[2:]
     callbacks = []
     if argv[:1] == ["--nan-on-rank"]:
         callbacks.append(PoisonOnRank(int(argv[1]), int(argv[2])))
@@ -95,6 +112,10 @@ def main(argv: list[str]) -> int:
         evaluate_only(load_config(argv[1], argv[2:]))
         shutdown_distributed()
         return 0
+    if first is not None:
+        reference = load_config(first, argv[1:])
+        run(reference, callbacks=[RankReport(reference.run_dir / "ranks")])
+        fresh_accelerator()
     config = load_config(argv[0], argv[1:])
     run(config, callbacks=[RankReport(config.run_dir / "ranks"), *callbacks])
     shutdown_distributed()

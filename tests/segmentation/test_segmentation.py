@@ -25,6 +25,7 @@ from neurotrain_hf.tasks.segmentation.transforms import joint_image_ops
 from neurotrain_hf.trainer.run_folder import read_history
 
 from ..conftest import RECIPES, run_python
+from ..metric_refs import monai_overlap, soft_cldice_loss
 
 
 def seg_config(tmp_path, run_id="seg", **sections):
@@ -45,6 +46,18 @@ def seg_config(tmp_path, run_id="seg", **sections):
     for name, values in sections.items():
         base.setdefault(name, {}).update(values)
     return build_config(base, source="test.toml")
+
+
+def saved_model_on_test_split(config) -> tuple[torch.Tensor, dict]:
+    """The saved model's logits on the rebuilt (seeded) test split, and that split's batch as the
+    Tester sees it (labels, FOV): the inputs of an independent recomputation of the test metrics."""
+    _, data, trainer = build(config)
+    split = data.splits["test"]
+    batch = trainer.wrap_dataset(split, trainer.args).__getitems__(list(range(len(split))))
+    model = AutoModelForSemanticSegmentation.from_pretrained(str(config.run_dir / "model")).eval()
+    with torch.no_grad():
+        logits = model(pixel_values=batch["pixel_values"]).logits
+    return logits, batch
 
 
 def test_synthetic_retina_is_deterministic_and_plausible():
@@ -200,9 +213,13 @@ def test_dense_focal_and_cldice_are_per_sample():
     pt = torch.where(labels == 1, p, 1 - p)
     focal = (-((1 - pt) ** 2) * pt.log()).mean((1, 2))
     torch.testing.assert_close(build_loss("focal").per_item(logits, labels), focal, rtol=1e-5, atol=1e-6)
+    # soft clDice against the paper's formula written with scipy (tests/metric_refs.py); MONAI adds 1e-4
+    # to the harmonic mean's denominator, which moves the value by at most 5e-5
     cl = build_loss("cldice").per_item(logits, labels)
-    assert cl.shape == (3,) and ((cl >= 0) & (cl <= 1)).all()
+    np.testing.assert_allclose(cl.numpy(), soft_cldice_loss(p.numpy(), labels.numpy()), atol=1e-4)
     assert build_loss("cldice")(logits, labels) == pytest.approx(float(cl.mean()), rel=1e-6)
+    perfect = build_loss("cldice").per_item((labels[:, None].float() - 0.5) * 60, labels)
+    np.testing.assert_allclose(perfect.numpy(), 0.0, atol=1e-4)  # clDice of a perfect prediction is 1
 
 
 def test_segmentation_run_end_to_end(tmp_path, capsys):
@@ -349,7 +366,12 @@ def test_multiclass_label_maps_and_saved_post_processing(tmp_path, capsys):
         augmentation={"random_crop": 32},
     )
     report = run_experiment(config)
-    assert 0 < report["test"]["mean_dice"] <= 1 and "f1" not in report["test"]  # FOV metrics: binary only
+    assert "f1" not in report["test"]  # FOV metrics: binary only
+    logits, batch = saved_model_on_test_split(config)  # Dice recomputed by MONAI from the label maps
+    maps, refs = list(logits.argmax(1).numpy()), list(batch["labels"].numpy())
+    expected = monai_overlap("dice", maps, refs, 3)
+    assert 0 < expected["mean_dice"] < 1  # neither trivially empty nor perfect
+    assert report["test"]["mean_dice"] == pytest.approx(expected["mean_dice"], abs=1e-6)
     saved = json.loads((config.run_dir / "model" / "config.json").read_text())
     assert len(saved["id2label"]) == 3 and saved["neurotrain_inference"]["postprocess"]["min_size"] == 10**6
     assert main(["predict", str(config.run_dir), str(root / "images" / "c00.png")]) == 0
@@ -377,6 +399,8 @@ def test_default_segmentation_recipe_reaches_target(tmp_path):
 @pytest.mark.parametrize("name", ["drive", "stare"])
 def test_official_layouts_train_end_to_end(tmp_path, name):
     """TIFF + GIF (DRIVE, FOV masks, test labels withheld) and gzipped PPM (STARE) through a whole run."""
+    from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef, recall_score
+
     from .test_sources import write_drive, write_stare
 
     root = (
@@ -398,7 +422,14 @@ def test_official_layouts_train_end_to_end(tmp_path, name):
         augmentation={"random_crop": None, "foreground_ratio": 0.0, "resize": 16},
     )
     report = run_experiment(config)
-    assert report["test"]["num_samples"] >= 1 and 0 <= report["test"]["f1"] <= 1
+    assert report["test"]["num_samples"] >= 1
+    logits, batch = saved_model_on_test_split(config)  # FOV metrics recomputed by scikit-learn
+    inside = batch["fov"].bool()
+    truth, predicted = batch["labels"][inside].numpy(), (logits[:, 0].sigmoid()[inside] >= 0.5).numpy()
+    for key, fn in (("f1", f1_score), ("accuracy", accuracy_score), ("mcc", matthews_corrcoef)):
+        assert report["test"][key] == pytest.approx(fn(truth, predicted), abs=1e-6), key
+    assert report["test"]["sensitivity"] == pytest.approx(recall_score(truth, predicted), abs=1e-6)
+    assert report["test"]["specificity"] == pytest.approx(recall_score(1 - truth, 1 - predicted), abs=1e-6)
     assert report["dataset"]["channels"] == 3 and report["dataset"]["sources"] == [name]
     assert (config.run_dir / "model" / "model.safetensors").is_file()
 

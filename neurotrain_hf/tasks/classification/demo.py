@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ...demos.common import examples_of, gradio, guarded, image_input, open_checked
+from ...demos.common import examples_of, gradio, guarded, image_input, open_checked, serve_limits
 
 TOP_K = 5
 
@@ -44,4 +44,4 @@ def build_demo(folder: Path, model: str, examples: Any = None, top_k: int = TOP_
         button.click(predict, inputs=image, outputs=labels, api_name="predict")
         if files := examples_of(examples):
             gr.Examples(files, inputs=image, cache_examples=False)
-    return demo
+    return serve_limits(demo)

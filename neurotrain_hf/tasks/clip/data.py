@@ -1,9 +1,11 @@
 """CLIP data: sources -> ``image``/``captions`` splits, checked captions and images, processor, transforms.
 
-Every caption of an image is kept: training samples one per image per step (seeded per batch, so a
-resumed run draws the same ones); evaluation embeds them all (the any-of-k-captions protocol). Empty
-captions and unreadable images stop the run with one line naming them, or are skipped and counted with
-``[dataset] skip_bad_samples``; captions longer than the text tower are truncated and counted.
+Every caption of an image is kept: training uses one per image per epoch, picked by a hash of (seed,
+epoch, sample index) (``caption_picks``), so the pick depends on neither the batch, the rank, the world
+size nor the worker, and a resumed run draws the same ones; evaluation embeds them all (the
+any-of-k-captions protocol). Empty captions and unreadable images stop the run with one line naming
+them, or are skipped and counted with ``[dataset] skip_bad_samples``; captions longer than the text
+tower are truncated and counted.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 
 from ...config.experiment import ExperimentConfig
 from ...data.images import decode_image, drop_unreadable
+from ...data.loader import BatchFetchDataset
 from ...data.registry import DATASETS
 from ...data.splits import add_missing_splits
 from ...data.transforms import image_ops
@@ -27,6 +30,8 @@ from . import sources, synthetic  # noqa: F401  (register the caption datasets)
 
 logger = logging.getLogger(__name__)
 DEFAULT_TEXT_LENGTH = 32  # tokens per caption for models built from a config
+CAPTION_PICK = "caption_pick"  # batch key: which caption of each image trains (set by CaptionSampledDataset)
+_MASK = (1 << 64) - 1
 
 
 @dataclass
@@ -174,10 +179,35 @@ def count_truncated(dsd: datasets.DatasetDict, tokenizer: Any, max_length: int) 
     return out
 
 
+def _mix64(x: int) -> int:
+    """splitmix64's finaliser: a well-spread 64-bit hash of a 64-bit integer."""
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK
+    return x ^ (x >> 31)
+
+
+def caption_picks(seed: int, epoch: int, indices: Any, counts: Any) -> list[int]:
+    """For each sample, which of its ``counts`` captions trains in ``epoch``: a hash of (seed, epoch,
+    global sample index) alone, so 2 ranks x B and 1 process x 2B (or any worker/resume) pick alike."""
+    base = _mix64(_mix64((int(seed) & _MASK) ^ 0x9E3779B97F4A7C15) ^ (int(epoch) & _MASK))
+    return [_mix64(base ^ (int(i) & _MASK)) % int(n) for i, n in zip(indices, counts)]
+
+
+class CaptionSampledDataset(BatchFetchDataset):
+    """The training split's batch loader: each batch also carries ``caption_pick`` (``caption_picks`` of
+    the loader's seed, its epoch and the sample indices), which the training transform follows."""
+
+    def fetch(self, indices: list[int]) -> dict[str, Any]:
+        batch = super().fetch(indices)
+        batch[CAPTION_PICK] = caption_picks(self.seed, self.epoch, indices, map(len, batch["captions"]))
+        return batch
+
+
 @dataclass
 class ClipTransform:
-    """Batch transform: images -> ``pixel_values``; train: one sampled caption per image -> ``input_ids``;
-    eval: all captions -> ``caption_input_ids``/``caption_attention_mask``/``caption_owner``."""
+    """Batch transform: images -> ``pixel_values``; train: one caption per image (the batch's
+    ``caption_pick``, else the first) -> ``input_ids``; eval: all captions -> ``caption_input_ids``/
+    ``caption_attention_mask``/``caption_owner``."""
 
     processor: Any
     max_length: int
@@ -202,8 +232,8 @@ class ClipTransform:
         }
         captions = batch["captions"]
         if self.train:
-            picks = [caps[int(torch.randint(len(caps), ()))] for caps in captions]
-            tokens = self._tokens(picks)
+            picks = batch.get(CAPTION_PICK) or [0] * len(captions)
+            tokens = self._tokens([str(caps[k]) for caps, k in zip(captions, picks)])
             out["input_ids"], out["attention_mask"] = tokens["input_ids"], tokens["attention_mask"]
         else:
             flat = [c for caps in captions for c in caps]

@@ -11,7 +11,7 @@
 The model loads with ``AutoModel``/``AutoProcessor`` (``CLIPModel``/``CLIPProcessor`` for neurotrain
 CLIP folders). API: ``/predict(images, text, labels)`` -> ``(ranking, zero_shot, gallery)``; ``ranking``
 rows are ``[rank, image file name, cosine similarity]``, ``zero_shot`` rows ``[image, rank, label,
-probability]``.
+probability]``. At most ``MAX_IMAGES`` images and ``MAX_PIXELS`` decoded pixels per request.
 """
 
 from __future__ import annotations
@@ -21,9 +21,20 @@ from typing import Any
 
 import numpy as np
 
-from ...demos.common import InputError, examples_of, gradio, guarded, open_checked, rgb_array
+from ...demos.common import (
+    InputError,
+    ResultFiles,
+    examples_of,
+    file_input,
+    gradio,
+    guarded,
+    open_checked,
+    rgb_array,
+    serve_limits,
+)
 
 MAX_IMAGES = 64
+MAX_PIXELS = 2**26  # 67 M pixels decoded per request (about 200 MB as RGB), whatever the image count
 RANKING_HEADERS = ["rank", "image", "cosine similarity"]
 ZERO_SHOT_HEADERS = ["image", "rank", "label", "probability"]
 
@@ -90,6 +101,7 @@ def build_demo(folder: Path, model: str, examples: Any = None) -> Any:
     """A ``gr.Blocks`` ranking uploaded images for a text, and labels for each image (zero-shot)."""
     gr = gradio()
     scorer = ClipScorer(folder)
+    results = ResultFiles()
 
     @guarded
     def predict(files: list[Any] | None, text: str | None, labels_text: str | None) -> tuple:
@@ -102,18 +114,27 @@ def build_demo(folder: Path, model: str, examples: Any = None) -> Any:
         if not query and not labels:
             raise InputError("enter a text to rank the images, or labels to classify them")
         names = [Path(p).name for p in paths]
-        images = [rgb_array(open_checked(p)) for p in paths]
+        images, pixels = [], 0
+        for p in paths:  # decoded one by one: the total stays bounded however many large files come
+            images.append(rgb_array(open_checked(p)))
+            pixels += images[-1].shape[0] * images[-1].shape[1]
+            if pixels > MAX_PIXELS:
+                raise InputError(
+                    f"{Path(p).name}: the images reach {pixels:,} pixels, over {MAX_PIXELS:,} per request"
+                )
         embeds = scorer.image_embeddings(images)
         ranking: list[list[Any]] = []
-        gallery: list[tuple[np.ndarray, str]] = []
+        gallery: list[tuple[str, str]] = []
+        request = results.folder()
+        shown = [results.png(request, f"{i}", image) for i, image in enumerate(images)]
         if query:
             similarity = (embeds @ scorer.text_embeddings([query])[0]).tolist()
             order = sorted(range(len(paths)), key=lambda i: -similarity[i])
             for rank, i in enumerate(order, 1):
                 ranking.append([rank, names[i], round(float(similarity[i]), 6)])
-                gallery.append((images[i], f"{rank}. {names[i]} ({similarity[i]:.3f})"))
+                gallery.append((shown[i], f"{rank}. {names[i]} ({similarity[i]:.3f})"))
         else:
-            gallery = [(image, name) for image, name in zip(images, names)]
+            gallery = list(zip(shown, names))
         zero_shot: list[list[Any]] = []
         if labels:
             probabilities = scorer.zero_shot(embeds, labels)
@@ -136,7 +157,7 @@ def build_demo(folder: Path, model: str, examples: Any = None) -> Any:
         )
         with gr.Row():
             with gr.Column():
-                images = gr.File(file_count="multiple", file_types=["image"], label="Images")
+                images = file_input("Images", ["image"], file_count="multiple")
                 text = gr.Textbox(label="Text", placeholder="a small red circle at the top left")
                 labels = gr.Textbox(
                     label="Zero-shot labels (comma-separated)", value=", ".join(scorer.labels)
@@ -153,4 +174,4 @@ def build_demo(folder: Path, model: str, examples: Any = None) -> Any:
             gr.Examples(
                 [[files, "", ", ".join(scorer.labels)]], inputs=[images, text, labels], cache_examples=False
             )
-    return demo
+    return serve_limits(demo)

@@ -3,13 +3,16 @@
 The model's forward gives the image and text embeddings; the loss (``loss.py``) gathers them from all
 processes. The learnable temperature (and SigLIP's bias) are read by a forward hook while the forward
 runs, so the loss sees them even where DeepSpeed ZeRO-3 partitions parameters outside the forward.
-Evaluation embeds every caption of every image once and scores retrieval over the whole split.
+Evaluation embeds every caption of every image once and scores retrieval over the whole split. The
+training split is loaded through ``CaptionSampledDataset``: each image's caption is picked from (seed,
+epoch, sample index), so N processes x batch B train exactly as one process on batch N*B.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import datasets
 import torch
 from transformers import TrainerCallback
 
@@ -19,6 +22,7 @@ from ...metrics.registry import StreamingMetrics
 from ...trainer.neuro_config import deepspeed_requested
 from ...trainer.neuro_trainer import NeuroTrainer
 from .config import ClipConfig
+from .data import CaptionSampledDataset, ClipTransform
 from .inference import ClipInference, class_embeddings, prompt_tokens
 from .loss import MAX_LOGIT_SCALE
 from .models import freeze_tower
@@ -72,6 +76,15 @@ class ClipTrainer(NeuroTrainer):
         if not deepspeed_requested(args):  # DeepSpeed keeps its own copy of the weights
             callbacks.append(ClampLogitScale(model))
         super().__init__(model, args, callbacks=callbacks, **kwargs)
+
+    @staticmethod
+    def wrap_dataset(dataset, args, indices: bool = False):
+        """The training split (its transform a training ``ClipTransform``) -> ``CaptionSampledDataset``."""
+        wrapped = NeuroTrainer.wrap_dataset(dataset, args, indices)
+        transform = getattr(wrapped, "transform", None)
+        if isinstance(dataset, datasets.Dataset) and isinstance(transform, ClipTransform) and transform.train:
+            return CaptionSampledDataset(dataset, seed=wrapped.seed, index_key=wrapped.index_key)
+        return wrapped
 
     def _keep_logit_params(self, module: torch.nn.Module, args: Any, output: Any) -> None:
         """Forward hook: the temperature and bias as used in this forward (parameters gathered)."""

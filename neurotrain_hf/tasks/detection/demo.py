@@ -11,9 +11,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from ...demos.common import examples_of, gradio, guarded, image_input, open_checked, rgb_array
+from ...demos.common import (
+    ResultFiles,
+    examples_of,
+    gradio,
+    guarded,
+    image_input,
+    open_checked,
+    rgb_array,
+    serve_limits,
+)
 from ...drawing import render_detections
 
 
@@ -25,13 +32,15 @@ def build_demo(folder: Path, model: str, examples: Any = None) -> Any:
     predictor = Predictor.from_pretrained(folder)
     config = predictor.model.config
     names = [str(config.id2label.get(i, i)) for i in range(config.num_labels)]
+    results = ResultFiles()
 
     @guarded
-    def predict(path: str | None, min_score: float = 0.5) -> tuple[np.ndarray, list[list[Any]]]:
+    def predict(path: str | None, min_score: float = 0.5) -> tuple[str, list[list[Any]]]:
         image = open_checked(path)
         record = predictor(image)
         threshold = float(0.5 if min_score is None else min_score)
-        picture = np.asarray(render_detections(rgb_array(image), record, None, names, threshold))
+        drawing = render_detections(rgb_array(image), record, None, names, threshold)
+        picture = results.png(results.folder(), "detections", drawing)
         rows = [
             [name, round(float(score), 4), *(round(float(v), 1) for v in box)]
             for name, score, box in zip(record["label_names"], record["scores"], record["boxes"])
@@ -58,4 +67,4 @@ def build_demo(folder: Path, model: str, examples: Any = None) -> Any:
         button.click(predict, inputs=[image, min_score], outputs=[drawing, table], api_name="predict")
         if files := examples_of(examples):
             gr.Examples(files, inputs=image, cache_examples=False)
-    return demo
+    return serve_limits(demo)

@@ -1,9 +1,10 @@
 """The detection Tester's outputs and ``neurotrain predict`` drawings.
 
-Per image of a test split: a CSV row (references, confident detections, matches at IoU 0.5, loss), this
-rank's detections appended to its part of the COCO results, and a drawing of the first ``[training]
-drawings`` images (``drawings/<split>_<image id>.png``: references green, predictions with label and score). When every rank is done, the
-main process merges the parts into ``<split>_results.json`` (what pycocotools' ``loadRes`` reads) and
+Per image of a test split: a CSV row (references, confident detections, matches at IoU 0.5, loss),
+this rank's detections (RLE masks too, for mask models) appended to its part of the COCO results, and
+a drawing of the first ``[training] drawings`` images (``drawings/<split>_<image id>.png``: references
+green, predictions with label and score). When every rank is done, the main process merges the parts
+into ``<split>_results.json`` (what pycocotools' ``loadRes`` reads, for ``bbox`` and ``segm``) and
 writes the split as COCO ground truth (``<split>_coco_gt.json``, categories numbered as the model's labels).
 """
 
@@ -20,6 +21,7 @@ import torch
 from ...drawing import draw_detections
 from ..base import SampleBatch, TestOutputs, loss_text
 from .processor import IMAGENET_MEAN, IMAGENET_STD
+from .sources import rle_encode
 
 RESULTS = "results.jsonl"
 
@@ -92,10 +94,12 @@ def write_samples(batch: SampleBatch, out: TestOutputs) -> None:
     with open(out.part(RESULTS), "a", encoding="utf-8") as f:
         for k, (index, image_id) in enumerate(zip(batch.indices, image_ids(batch))):
             pred = batch.predictions[k]
-            for box, score, label in zip(
-                xywh(pred["boxes"]), pred["scores"].tolist(), pred["labels"].tolist()
+            for j, (box, score, label) in enumerate(
+                zip(xywh(pred["boxes"]), pred["scores"].tolist(), pred["labels"].tolist())
             ):
                 record = {"image_id": image_id, "category_id": int(label), "bbox": box, "score": score}
+                if "masks" in pred:  # instance masks as COCO RLE: the results load for `segm` too
+                    record["segmentation"] = rle_encode(pred["masks"][j].cpu().numpy())
                 f.write(json.dumps(record) + "\n")
             if index < args.drawings:
                 draw_detections(

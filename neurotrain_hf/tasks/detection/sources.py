@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import numpy as np
 import pyarrow as pa
 import yaml
 
@@ -120,6 +121,22 @@ def rle_counts(counts: list[int] | str) -> list[int]:
             out.append(x + out[-2] if len(out) > 2 else x)
             x, k = 0, 0
     return out
+
+
+def rle_encode(mask: np.ndarray) -> dict[str, Any]:
+    """A binary (h, w) mask as a compressed COCO RLE (what pycocotools' ``loadRes`` reads for ``segm``)."""
+    flat = np.asarray(mask, dtype=bool).ravel(order="F")  # COCO runs are column-major, zeros first
+    edges = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    runs = np.diff(np.concatenate([[0], edges, [flat.size]])).tolist()
+    runs = ([0] + runs if flat.size and flat[0] else runs) or [0]
+    chars = []
+    for i, run in enumerate(runs):  # inverse of ``rle_counts``: deltas from run i-2, 5 bits per char
+        x, more = run - runs[i - 2] if i > 2 else run, True
+        while more:
+            c, x = x & 0x1F, x >> 5
+            more = x != -1 if c & 0x10 else x != 0
+            chars.append(chr((c | 0x20 if more else c) + 48))
+    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": "".join(chars)}
 
 
 def _segmentation(seg: Any, width: int, height: int) -> tuple[str, float | None, str | None]:

@@ -18,9 +18,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from ...demos.common import examples_of, gradio, guarded, image_input, open_checked, rgb_array
+from ...demos.common import (
+    ResultFiles,
+    examples_of,
+    gradio,
+    guarded,
+    image_input,
+    open_checked,
+    rgb_array,
+    serve_limits,
+)
 from ...drawing import mask_to_png_array, overlay_prediction
 from .postprocess import PostProcessConfig
 from .settings import SegmentationSettings
@@ -39,6 +46,7 @@ def build_demo(folder: Path, model: str, examples: Any = None, open_with_example
     saved_settings = SegmentationSettings.of(predictor.model.config)
     saved, start = saved_settings.postprocess, saved_settings.threshold_value
     binary = head_channels(predictor.model.config) == 1
+    results = ResultFiles()
 
     @guarded
     def predict(
@@ -49,7 +57,7 @@ def build_demo(folder: Path, model: str, examples: Any = None, open_with_example
         fill_holes: bool = saved.fill_holes,
         min_size: float = saved.min_size,
         keep_largest: bool = saved.keep_largest,
-    ) -> tuple[np.ndarray, np.ndarray]:
+    ) -> tuple[str, str]:
         image = open_checked(path)
         value = float(start if threshold is None else threshold)
         if not 0.0 <= value <= 1.0:
@@ -68,7 +76,9 @@ def build_demo(folder: Path, model: str, examples: Any = None, open_with_example
         )
         labels = predictor.predict([image], settings=settings)[0]["mask"]
         mask = mask_to_png_array(labels, 2) if binary else labels
-        return mask, overlay_prediction(rgb_array(image), labels)
+        folder = results.folder()
+        overlay = overlay_prediction(rgb_array(image), labels)
+        return results.png(folder, "mask", mask), results.png(folder, "overlay", overlay)
 
     files = examples_of(examples)
     with gr.Blocks(title="neurotrain segmentation") as demo:
@@ -95,12 +105,16 @@ def build_demo(folder: Path, model: str, examples: Any = None, open_with_example
                     keep_largest = gr.Checkbox(value=saved.keep_largest, label="Keep the largest component")
                 button = gr.Button("Segment", variant="primary")
             with gr.Column():
-                mask = gr.Image(label="Mask", format="png", type="numpy", image_mode=None)
-                overlay = gr.Image(label="Overlay", format="png", type="numpy")
+                mask = gr.Image(label="Mask", format="png", type="numpy", image_mode=None, elem_id="mask")
+                overlay = gr.Image(label="Overlay", format="png", type="numpy", elem_id="overlay")
         inputs = [image, threshold, opening, closing, fill_holes, min_size, keep_largest]
-        button.click(predict, inputs=inputs, outputs=[mask, overlay], api_name="predict")
+        button.click(
+            predict, inputs=inputs, outputs=[mask, overlay], api_name="predict", concurrency_id="predict"
+        )
         if files:
             gr.Examples(files, inputs=image, cache_examples=False)
             if open_with_example:  # the page opens with the first example segmented
-                demo.load(predict, inputs=inputs, outputs=[mask, overlay], api_name=False)
-    return demo
+                demo.load(  # in the same queue slot as the button: one prediction at a time
+                    predict, inputs=inputs, outputs=[mask, overlay], api_name=False, concurrency_id="predict"
+                )
+    return serve_limits(demo)
