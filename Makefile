@@ -11,7 +11,7 @@ export HF_UPDATE_DOWNLOAD_COUNTS ?= 0
 export GRADIO_ANALYTICS_ENABLED ?= False
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install system-packages train train-seg train-seg3d train-det train-clip test test-fast lint format bench bench-demos bench-metrics docs spaces clean
+.PHONY: install system-packages deepspeed-ops train train-seg train-seg3d train-det train-clip test test-fast lint format bench bench-demos bench-metrics docs spaces clean
 
 # Reinstalls only when pyproject.toml changes (the stamp is newer otherwise).
 install: $(STAMP)
@@ -57,7 +57,15 @@ system-packages:
 # Two pytest-xdist workers (one per core of the reference machine), a test file per worker at a time so
 # module-scoped trained runs are built once; the 15 slowest tests are printed last.
 TEST_WORKERS ?= 2
-test: install system-packages
+# DeepSpeed JIT-builds its CPU ops (cpu_adam for offload, the shared-memory all-reduce) on first use: build
+# them once per machine (~/.cache/torch_extensions, reused by every later run) before the suite starts.
+DEEPSPEED_OPS := CPUAdamBuilder ShareMemCommBuilder
+deepspeed-ops: install system-packages
+	@command -v g++ >/dev/null && $(BIN)/python -c "import sys; from deepspeed.accelerator import get_accelerator as a; \
+		[a().create_op_builder(n).load(verbose=False) for n in sys.argv[1:]]" $(DEEPSPEED_OPS) >/dev/null 2>&1 \
+		|| echo "DeepSpeed's CPU ops were not prebuilt (g++ missing?): the DeepSpeed tests build them, or skip"
+
+test: install system-packages deepspeed-ops
 	$(BIN)/python -m pytest -q tests -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 test-fast: install

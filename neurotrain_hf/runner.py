@@ -27,11 +27,18 @@ from .adapters import (
 )
 from .config.experiment import ExperimentConfig
 from .config.io import write_config_file
-from .errors import ConfigError
+from .errors import ConfigError, TrainingHaltedError
 from .tasks import get_task
 from .tasks.base import TASK_KEY
 from .tester import Tester
-from .trainer.checkpointing import EVAL_ARTIFACTS, replace_dir_atomic, write_json_atomic
+from .trainer.checkpointing import (
+    EVAL_ARTIFACTS,
+    is_write_error,
+    last_good_checkpoint,
+    replace_dir_atomic,
+    write_error_text,
+    write_json_atomic,
+)
 from .trainer.run_folder import CONFIG_NAME, MODEL_DIR, plot_curves, read_history, write_report
 
 logger = logging.getLogger(__name__)
@@ -59,19 +66,31 @@ def resume_argument(value: str | None) -> str | bool | None:
 def save_model(trainer, task, data, path: Path) -> Path:
     """The final model folder, written by the trainer on every rank (ZeRO-3, PEFT), staged and renamed.
 
-    For a PEFT model this is the adapter folder (adapter weights, config, processor)."""
+    For a PEFT model this is the adapter folder (adapter weights, config, processor). A failed write (full
+    disk) stops with one line naming the folder; the staging folder is removed, the checkpoints kept."""
     staging = path.with_name(f".{path.name}.staging")
     main = trainer.is_world_process_zero()
     if main:
         shutil.rmtree(staging, ignore_errors=True)
     trainer.accelerator.wait_for_everyone()
     setattr(trainer.model.config, TASK_KEY, task.name)
-    trainer.save_model(str(staging))
-    if main:
-        (staging / "training_args.bin").unlink(missing_ok=True)  # a pickle; config.toml says the same
-        if data.processor is not None:
-            data.processor.save_pretrained(str(staging))
-        replace_dir_atomic(staging, path)
+    try:
+        trainer.save_model(str(staging))
+        if main:
+            (staging / "training_args.bin").unlink(missing_ok=True)  # a pickle; config.toml says the same
+            if data.processor is not None:
+                data.processor.save_pretrained(str(staging))
+            replace_dir_atomic(staging, path)
+    except Exception as exc:
+        if not is_write_error(exc):
+            raise
+        shutil.rmtree(staging, ignore_errors=True)
+        last = last_good_checkpoint(path.parent)
+        raise TrainingHaltedError(
+            f"could not write the model folder {path} ({write_error_text(exc)}); training finished and "
+            f"the last complete checkpoint is {last or 'none'}: free some space, then run again with "
+            '[training] resume_from_checkpoint = "last"'
+        ) from None
     trainer.accelerator.wait_for_everyone()
     return path
 

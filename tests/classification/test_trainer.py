@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -162,6 +163,33 @@ def test_crash_while_saving_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     trainer2.train(resume_from_checkpoint=True)
     assert trainer2.state.global_step == 24
     assert all((p / COMPLETE_MARKER).is_file() for _, p in checkpoints(run))
+
+
+def test_full_disk_while_writing_the_model_folder_is_one_line_and_keeps_the_checkpoints(
+    tmp_path, monkeypatch
+):
+    import errno
+
+    from neurotrain_hf.runner import save_model
+
+    config = _saving_config(tmp_path, save_steps=4)
+    task, data, trainer = build(config)
+    trainer.train()
+    model_dir = config.run_dir / "model"
+
+    def full_disk(output_dir=None, _internal_call=False):
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        Path(output_dir, "model.safetensors").write_bytes(b"\0" * 64)  # a partial file, then no room
+        raise OSError(errno.ENOSPC, "No space left on device", str(Path(output_dir, "model.safetensors")))
+
+    monkeypatch.setattr(trainer, "save_model", full_disk)
+    with pytest.raises(TrainingHaltedError) as info:
+        save_model(trainer, task, data, model_dir)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(f"could not write the model folder {model_dir} (")
+    assert "No space left on device" in message and "checkpoint-24" in message
+    assert not model_dir.exists() and not list(config.run_dir.glob(".model.staging*"))  # nothing half-written
+    assert last_good_checkpoint(config.run_dir).name == "checkpoint-24"
 
 
 def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):

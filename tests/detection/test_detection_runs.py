@@ -169,6 +169,22 @@ def test_other_detectors_run_end_to_end(tmp_path, config, extra, masks):
     if masks:
         segm = cocoeval(run, "segm")
         assert (segm[0], segm[1]) == pytest.approx((metrics["segm_map"], metrics["segm_map_50"]), abs=1e-9)
+        # a short run scores ~0 either way: each saved mask must also lie in its own box (pasted there)
+        from pycocotools import mask as mask_api
+
+        results = json.loads((run / "test_results.json").read_text())
+        drawn = [r for r in results if mask_api.area(r["segmentation"]) > 0]
+        assert len(drawn) >= len(results) // 2, (len(drawn), len(results))
+        for r in drawn:
+            x, y, w, h = mask_api.toBbox(r["segmentation"])
+            bx, by, bw, bh = r["bbox"]
+            assert bx - 2 <= x and by - 2 <= y and x + w <= bx + bw + 2 and y + h <= by + bh + 2, (
+                r["bbox"],
+                x,
+                y,
+                w,
+                h,
+            )
     assert (run / "test_results.json").is_file() and len(list((run / "drawings").glob("*.png"))) == 2
 
 
