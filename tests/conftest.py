@@ -176,7 +176,22 @@ def pytest_configure(config) -> None:
     config.addinivalue_line("markers", "requires(*names): prerequisites (tests/conftest.py PREREQUISITES)")
 
 
+# The longest files start first: two xdist workers then finish together instead of one waiting on the other.
+LONG_FILES = (
+    "clip/test_clip_runs.py",
+    "detection/test_detection_runs.py",
+    "test_external_task.py",
+    "test_distributed.py",
+    "segmentation/test_volume_runs.py",
+    "test_resume.py",
+    "test_deepspeed.py",
+    "segmentation/test_segmentation.py",
+)
+
+
 def pytest_collection_modifyitems(config, items) -> None:
+    first = {f"tests/{name}": rank for rank, name in enumerate(LONG_FILES)}
+    items.sort(key=lambda item: first.get(item.nodeid.split("::")[0], len(first)))  # stable within a file
     wanted = {name: [] for item in items for m in item.iter_markers("requires") for name in m.args}
     unknown = set(wanted) - set(PREREQUISITES)
     if unknown:
