@@ -172,6 +172,29 @@ PREREQUISITES = {  # name: (present?, how .ci/run installs it)
 }
 
 
+def _under_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true")
+
+
+def _missing(names) -> dict[str, str]:
+    return {name: PREREQUISITES[name][1] for name in names if not PREREQUISITES[name][0]()}
+
+
+def _said(missing: dict[str, str]) -> str:
+    return "; ".join(f"{name} (install: {how})" for name, how in missing.items())
+
+
+def pytest_sessionstart(session) -> None:
+    """Under CI=true every prerequisite must be there: checked once, in the process that reports (not in
+    the xdist workers, where an exit is an internal error), before any test is collected."""
+    if _under_ci() and not hasattr(session.config, "workerinput"):
+        missing = _missing(PREREQUISITES)
+        if missing:  # one line and exit status 4 (usage error), not pytest's two-line exit banner
+            sys.stderr.write(f"CI=true and a prerequisite is missing: {_said(missing)}\n")
+            sys.stderr.flush()
+            os._exit(4)
+
+
 def pytest_configure(config) -> None:
     config.addinivalue_line("markers", "requires(*names): prerequisites (tests/conftest.py PREREQUISITES)")
 
@@ -196,12 +219,9 @@ def pytest_collection_modifyitems(config, items) -> None:
     unknown = set(wanted) - set(PREREQUISITES)
     if unknown:
         raise pytest.UsageError(f"unknown prerequisite(s) {sorted(unknown)}: add them to PREREQUISITES")
-    missing = {name: PREREQUISITES[name][1] for name in wanted if not PREREQUISITES[name][0]()}
-    if not missing:
-        return
-    said = "; ".join(f"{name} (install: {how})" for name, how in missing.items())
-    if os.environ.get("CI", "").lower() in ("1", "true"):
-        pytest.exit(f"CI=true and a prerequisite is missing: {said}", returncode=pytest.ExitCode.USAGE_ERROR)
+    missing = _missing(wanted)
+    if missing and _under_ci():  # a worker of a CI run the session check let through: fail, never skip
+        raise pytest.UsageError(f"CI=true and a prerequisite is missing: {_said(missing)}")
     for item in items:
         needs = [n for m in item.iter_markers("requires") for n in m.args if n in missing]
         if needs:
