@@ -1,20 +1,22 @@
 """The demo Spaces under load: good and bad uploads from concurrent ``gradio_client`` clients.
 
-Each demo (classification, segmentation 2D, segmentation 3D, detection, CLIP) is built with
+Each demo (classification, segmentation 2D, segmentation 3D, detection, CLIP, diffusion) is built with
 ``neurotrain_hf.demos.build_demo`` from a tiny run trained here for a few steps (the configs of
-``tests/helpers/tiny_runs.py``, and a small 3D U-Net on ``synthetic_3d``; in a temporary folder, or
-``--runs DIR`` to keep and reuse them) and served on 127.0.0.1 in a child process (``--serve``), as a
-Space runs ``app.py``. ``--clients`` threads, each with its own ``Client``, take ``--requests`` requests
-from a shared list in two halves; every ``--bad-every``-th request is a bad upload cycling through the
-demo's kinds (corrupt, wrong type, oversized: over the demo's byte limit, over the server's upload cap
-(a plain HTTP upload: gradio_client refuses to send such a file), or a NIfTI header declaring too many
-voxels), the rest cycle through good inputs.
+``tests/helpers/tiny_runs.py``, a small 3D U-Net on ``synthetic_3d`` and a class-conditioned 16 px DDPM
+on ``color_shapes``; in a temporary folder, or ``--runs DIR`` to keep and reuse them) and served on
+127.0.0.1 in a child process (``--serve``), as a Space runs ``app.py``. ``--clients`` threads, each with
+its own ``Client``, take ``--requests`` requests from a shared list in two halves; every
+``--bad-every``-th request is a bad upload cycling through the demo's kinds (corrupt, wrong type,
+oversized: over the demo's byte limit, over the server's upload cap (a plain HTTP upload: gradio_client
+refuses to send such a file), or a NIfTI header declaring too many voxels; for diffusion: an unknown
+class, too many images, a mask for a class model), the rest cycle through good inputs.
 
 A good request is "answered" when its answer equals the reference computed here: the ``Predictor``'s
 (classification label and top score, the segmentation mask through the PNG, the 3D label volume, the
-detections rounded as the table rounds them) or, for CLIP, the ranking by cosine similarity of
-``CLIPModel`` embeddings. A bad request is "rejected" when it raises one line of message (a ``gr.Error``,
-or the HTTP 413 of the upload cap) without a traceback or a server path. Anything else is "failed".
+detections rounded as the table rounds them, the generated images through the PNG) or, for CLIP, the
+ranking by cosine similarity of ``CLIPModel`` embeddings. A bad request is "rejected" when it raises one
+line of message (a ``gr.Error``, or the HTTP 413 of the upload cap) without a traceback or a server path.
+Anything else is "failed".
 Latency: submit to result, per request (both kinds; it includes the wait in the demo's queue, which
 runs one prediction at a time). RSS: the server child's resident set after start
 up, and its peak (``VmHWM``, reset through ``/proc/PID/clear_refs`` when a half starts) over each half;
@@ -48,7 +50,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 from eval_memory import MB, OFFLINE  # noqa: E402
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-DEMOS = ("classification", "segmentation", "segmentation3d", "detection", "clip")
+DEMOS = ("classification", "segmentation", "segmentation3d", "detection", "clip", "diffusion")
 GROWTH_TARGET = 0.10
 CLIP_TEXT = "a small red circle at the top left"
 
@@ -65,6 +67,16 @@ def volume_config(root: Path) -> dict:
     }
 
 
+def diffusion_config(root: Path) -> dict:
+    """A tiny class-conditioned DDPM: 16 px coloured shapes, a two-level UNet, 2 steps, 4 sampling steps."""
+    return {
+        "basic": {"task": "diffusion", "run_id": "diff", "seed": 0, "output_dir": str(root / "runs")},
+        "model": {"name": "unet2d", "kwargs": {"block_out_channels": [8, 16], "attention_levels": [1]}},
+        "dataset": {"name": "color_shapes", "image_size": 16, "num_samples": 16},
+        "training": {"conditioning": "class", "max_steps": 2, "batch_size": 8, "sampling_steps": 4},
+    }
+
+
 def train_runs(root: Path, demos: list[str]) -> dict[str, Path]:
     """The run folder of every demo, trained under ``root`` unless already there."""
     from tests.helpers.tiny_runs import config, train
@@ -72,7 +84,8 @@ def train_runs(root: Path, demos: list[str]) -> dict[str, Path]:
     runs = {}
     for demo in demos:
         task = "segmentation" if demo == "segmentation3d" else demo
-        data = volume_config(root / demo) if demo == "segmentation3d" else config(task, root / demo)
+        special = {"segmentation3d": volume_config, "diffusion": diffusion_config}
+        data = special[demo](root / demo) if demo in special else config(task, root / demo)
         basic = data["basic"]
         folder = Path(basic["output_dir"]) / basic["task"] / basic["run_id"]
         runs[demo] = folder if (folder / "model" / "config.json").is_file() else train(data)
@@ -141,6 +154,11 @@ def make_inputs(root: Path, demos: list[str]) -> dict[str, dict[str, list]]:
             "good": [([files[f"shape{i}"] for i in range(k, k + 3)], CLIP_TEXT, "") for k in range(3)],
             "bad": [([files["shape0"], p], CLIP_TEXT, "") for p in image_bad] + [capped],
         },
+        "diffusion": {  # (class, mask, number of images, seed)
+            "good": [("red circle", None, 2, 0), ("blue triangle", None, 2, 5), ("1", None, 1, 9)],
+            "bad": [("purple hexagon", None, 1, 0), ("red circle", None, 17, 0), ("red circle", big, 1, 0)]
+            + [capped],
+        },
     }
     return {d: inputs[d] for d in demos}
 
@@ -157,6 +175,9 @@ class Reference:
         from neurotrain_hf.predictor import Predictor
 
         predictor = Predictor.from_pretrained(run)
+        if demo == "diffusion":
+            self.expected = [self._diffusion(predictor, args) for args in goods]
+            return
         if demo == "segmentation3d":
             self.expected = [predictor.predict_files([str(a[0])])[0]["mask"] for a in goods]
         else:
@@ -184,6 +205,17 @@ class Reference:
             words = getattr(words, "pooler_output", words)
         cosine = torch.nn.functional.cosine_similarity(image, words, dim=-1).tolist()
         return sorted(((Path(p).name, c) for p, c in zip(paths, cosine)), key=lambda t: -t[1])
+
+    @staticmethod
+    def _diffusion(predictor: Any, args: tuple) -> Any:
+        """The Predictor's images (uint8) for (class, mask, count, seed) at the saved settings."""
+        import numpy as np
+
+        names = list(predictor.model.config.class_names)
+        name, _, count, seed = args
+        label = names.index(name) if name in names else int(name)
+        records = predictor.predict([{"noise_seed": seed + i, "class": label} for i in range(count)])
+        return np.stack([np.round(np.clip(r["image"], 0, 1) * 255).astype(np.uint8) for r in records])
 
     def check(self, index: int, result: Any) -> str:
         """'' when ``result`` is the expected answer of good input ``index``, else what differs."""
@@ -213,6 +245,9 @@ class Reference:
                 g[0] == r[0] and np.allclose(g[1:], r[1:], atol=1e-3) for g, r in zip(got, rows)
             )
             return "" if same else f"{len(got)} detections vs {len(rows)}"
+        if self.demo == "diffusion":
+            images = np.stack([np.asarray(Image.open(item["image"])) for item in result])
+            return "" if np.array_equal(images, want) else "generated images differ"
         got = [(row[1], row[2]) for row in result[0]["data"]]  # clip
         same = [g[0] for g in got] == [w[0] for w in want] and all(
             abs(g[1] - w[1]) <= 1e-5 for g, w in zip(got, want)

@@ -62,4 +62,8 @@ def __getattr__(name: str) -> Any:
     if name in _ALIASES:
         module, attr = _ALIASES[name]
         return getattr(importlib.import_module(module), attr)
+    if name[:1].isupper():  # a task's public class (its spec's ``exports``), e.g. a pipeline class
+        from .tasks import task_export
+
+        return task_export(name)
     raise AttributeError(f"module 'neurotrain_hf' has no attribute {name!r}")

@@ -163,10 +163,19 @@ def _cmd_predict(args) -> int:
     from .predictor import Predictor
 
     predictor = Predictor.from_pretrained(args.model)
-    for path, pred in zip(args.inputs, predictor.predict_files(args.inputs)):
+    options = {k: getattr(args, k) for k in ("num", "seed", "class", "mask", "prompt")}
+    generating = not args.inputs or any(v is not None for v in options.values())
+    if generating:  # a sampler's model: named requests instead of input files
+        requests = predictor.task.requests(predictor.model.config, options)
+        names, preds = [n for n, _ in requests], predictor.predict([r for _, r in requests])
+    else:
+        names, preds = args.inputs, predictor.predict_files(args.inputs)
+    for path, pred in zip(names, preds):
         written = predictor.task.save_prediction(pred, path, args.out)
         extra = {"written": [str(p) for p in written]} if written else {}
         print(json.dumps({"input": path, **predictor.task.summary(pred), **extra}))
+    for path in predictor.task.finish_prediction(preds, args.out):
+        print(json.dumps({"written": str(path)}))
     return 0
 
 
@@ -229,6 +238,15 @@ def _cmd_dataset(args) -> int:
     return 0
 
 
+def _cmd_generate(args) -> int:
+    from .predictor import Predictor
+
+    predictor = Predictor.from_pretrained(args.model)
+    summary = predictor.task.generate_dataset(predictor, args.masks, args.num, args.seed, args.out)
+    print(json.dumps(summary))
+    return 0
+
+
 def _cmd_space(args) -> int:
     from .hub import publish_space
 
@@ -284,10 +302,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument(
         "inputs",
-        nargs="+",
-        help="what the model's task reads: image files; volumes: NIfTI files or case folders",
+        nargs="*",
+        help="what the model's task reads: image files; volumes: NIfTI files or case folders "
+        "(generative models: none, see --num)",
     )
     p.add_argument("--out", help="write the task's prediction files here (masks, drawings, NIfTI volumes)")
+    p.add_argument("--num", type=int, help="generative models: how many samples to generate")
+    p.add_argument("--seed", type=int, help="generative models: sample i starts from the noise of seed + i")
+    p.add_argument("--class", help="class-conditioned models: the class id or name to generate")
+    p.add_argument("--mask", help="mask-conditioned models: the mask image to generate from")
+    p.add_argument("--prompt", help="text-conditioned models: the prompt")
     p = sub.add_parser("list", help="list registered names")
     p.add_argument("kind", choices=LIST_KINDS)
     p.add_argument("pattern", nargs="?", default="*")
@@ -310,6 +334,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="an experiment file whose [dataset] names the data")
     p.add_argument("repo_id")
     p.add_argument("--private", action="store_true")
+    p = sub.add_parser(
+        "generate", help="generative models: write a labelled dataset (e.g. images drawn from masks)"
+    )
+    p.add_argument("model", help="a run or model folder (or a Hub repo id)")
+    p.add_argument("--masks", required=True, help="folder of conditioning masks (used in turn)")
+    p.add_argument("--num", type=int, required=True, help="how many image/mask pairs to write")
+    p.add_argument("--seed", type=int, default=0, help="pair i starts from the noise of seed + i")
+    p.add_argument(
+        "--out", required=True, help="output folder: images/ and masks/ (segmentation_folder layout)"
+    )
     p = sub.add_parser("space", help="Gradio demo Spaces: publish spaces/<name> serving a model repo")
     p.add_argument("action", choices=("publish",))
     p.add_argument("folder", help="e.g. spaces/segmentation-demo")
@@ -344,13 +378,14 @@ def main(argv: list[str] | None = None) -> int:
             return exc.exit_code
         print("\n".join(names))
         return 0
-    if args.command in ("test", "predict", "lora", "push", "pull", "dataset", "space"):
+    if args.command in ("test", "predict", "generate", "lora", "push", "pull", "dataset", "space"):
         setup_logging()
     handlers = {
         "check": _cmd_check,
         "convert": _cmd_convert,
         "test": _cmd_test,
         "predict": _cmd_predict,
+        "generate": _cmd_generate,
         "env": _cmd_env,
         "metrics": _cmd_metrics,
         "lora": _cmd_lora,

@@ -203,6 +203,7 @@ def pytest_configure(config) -> None:
 LONG_FILES = (
     "clip/test_clip_runs.py",
     "detection/test_detection_runs.py",
+    "diffusion/test_runs.py",
     "test_external_task.py",
     "test_distributed.py",
     "segmentation/test_volume_runs.py",

@@ -360,3 +360,64 @@ def soft_cldice_loss(prob, target, iters=3, smooth=1.0):
         tsens = ((st * p).sum() + smooth) / (st.sum() + smooth)
         out.append(1 - 2 * tprec * tsens / (tprec + tsens))
     return np.array(out)
+
+
+def random_features(seed, n_gen=60, n_real=60, dim=6):
+    """Generated and real feature rows: correlated Gaussians with different means and covariances."""
+    rng = np.random.default_rng(seed)
+    gen = rng.normal(size=(n_gen, dim)) @ rng.normal(size=(dim, dim)) + rng.normal(size=dim)
+    real = rng.normal(size=(n_real, dim)) * rng.uniform(0.5, 2, dim) + 0.3
+    return gen, real
+
+
+def _identity_features(dim):
+    """A torchmetrics feature extractor that returns its input (FID/KID fed feature vectors)."""
+    import torch
+
+    class Identity(torch.nn.Module):
+        num_features = dim
+
+        def forward(self, x):
+            return x
+
+    return Identity()
+
+
+def torchmetrics_fid(gen, real) -> float:
+    """torchmetrics ``FrechetInceptionDistance`` on feature rows (float64 in, float64 out)."""
+    import torch
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    metric = FrechetInceptionDistance(feature=_identity_features(gen.shape[1]))
+    metric.update(torch.as_tensor(gen, dtype=torch.float64), real=False)
+    metric.update(torch.as_tensor(real, dtype=torch.float64), real=True)
+    return float(metric.compute())
+
+
+def torchmetrics_kid(gen, real) -> tuple[float, float]:
+    """torchmetrics ``KernelInceptionDistance`` with one subset of every sample (equal counts needed)."""
+    import torch
+    from torchmetrics.image.kid import KernelInceptionDistance
+
+    with warnings.catch_warnings():  # "will save all extracted features in buffer"
+        warnings.simplefilter("ignore")
+        metric = KernelInceptionDistance(
+            feature=_identity_features(gen.shape[1]), subsets=1, subset_size=len(gen)
+        )
+    metric.update(torch.as_tensor(gen, dtype=torch.float64), real=False)
+    metric.update(torch.as_tensor(real, dtype=torch.float64), real=True)
+    mean, std = metric.compute()
+    return float(mean), float(std)
+
+
+def hand_mmd(x, y, degree=3):
+    """Unbiased MMD^2 with the kernel (x.y / d + 1)^degree, written as the double sums of its definition."""
+    m, n, d = len(x), len(y), x.shape[1]
+
+    def k(a, b):
+        return (float(np.dot(a, b)) / d + 1) ** degree
+
+    xx = sum(k(x[i], x[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    yy = sum(k(y[i], y[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+    xy = sum(k(x[i], y[j]) for i in range(m) for j in range(n)) / (m * n)
+    return xx + yy - 2 * xy

@@ -27,7 +27,10 @@ from .metric_refs import (
     monai_overlap,
     pycocotools_stats,
     random_detection_case,
+    random_features,
     sklearn_classification,
+    torchmetrics_fid,
+    torchmetrics_kid,
 )
 
 LOAD_ALL = """
@@ -141,6 +144,18 @@ def _threshold(seed: int):
     return list(probs.reshape(15, 10)), list(refs.reshape(15, 10)), variants
 
 
+def _fid(seed: int):
+    gen, real = random_features(seed, n_gen=40 + 10 * seed, n_real=50)
+    expected = {"fid": torchmetrics_fid(gen, real), "fid_samples": len(gen)}
+    return list(gen), list(real), [({}, expected)]
+
+
+def _kid(seed: int):
+    gen, real = random_features(seed, n_gen=30, n_real=30)
+    mean, std = torchmetrics_kid(gen, real)  # one subset of every sample: no sampling to match
+    return list(gen), list(real), [({"subsets": 1, "subset_size": 30}, {"kid": mean, "kid_std": std})]
+
+
 REFERENCES = {
     "dice": partial(_dice_iou, "dice"),
     "iou": partial(_dice_iou, "iou"),
@@ -151,9 +166,11 @@ REFERENCES = {
     "bleu": _bleu,
     "classification": _classification,
     "threshold": _threshold,
+    "fid": _fid,
+    "kid": _kid,
 }
 """name -> seed -> (predictions, references, [(compute kwargs, expected outputs)]), from references
-independent of neurotrain_hf (MONAI, pycocotools, scikit-learn, hand-written loops)."""
+independent of neurotrain_hf (MONAI, pycocotools, scikit-learn, torchmetrics, hand-written loops)."""
 
 
 @pytest.fixture(scope="module")

@@ -103,4 +103,29 @@ m.compute(predictions=[[0.1, 0.9], [0.8, 0.2]], references=[1, 1], top_k=[1])"""
         "example": """m = evaluate.load("neurotrain/threshold")
 m.compute(predictions=[[0.2, 0.7, 0.9]], references=[[0, 1, 1]], mode="best")""",
     },
+    "fid": {
+        "title": "FID",
+        "summary": "Frechet distance between generated and real feature vectors, equal to torchmetrics FID.",
+        "inputs": """- **predictions** (N x D): feature vectors of generated images (e.g. Inception-v3 pool features).
+- **references** (M x D): feature vectors of real images, from the same extractor.""",
+        "outputs": """- **fid** (float): ||mu_g - mu_r||^2 + Tr(S_g + S_r - 2 sqrtm(S_g S_r)) (pytorch-fid's formula); NaN with
+  fewer than 2 samples on a side.
+- **fid_samples** (int): number of generated samples; FID is biased in N, so report it with the value.""",
+        "example": """fid = evaluate.load("neurotrain/fid")
+rng = np.random.default_rng(0)
+fid.compute(predictions=rng.normal(size=(500, 16)), references=rng.normal(0.2, 1, size=(500, 16)))
+# {'fid': 1.0604390622624251, 'fid_samples': 500}""",
+    },
+    "kid": {
+        "title": "KID",
+        "summary": "Kernel inception distance (unbiased cubic-kernel MMD^2 over subsets), as clean-fid and torchmetrics.",
+        "inputs": """- **predictions** (N x D) and **references** (M x D): generated and real feature vectors.
+- **subsets** (100), **subset_size** (1000, clamped to the sample counts), **degree** (3), **seed** (0).""",
+        "outputs": "- **kid** (float): mean over subsets of the unbiased MMD^2\n- **kid_std** (float): its standard deviation",
+        "example": """kid = evaluate.load("neurotrain/kid")
+rng = np.random.default_rng(0)
+kid.compute(predictions=rng.normal(size=(500, 16)), references=rng.normal(0.2, 1, size=(500, 16)), subsets=10,
+            subset_size=200)
+# {'kid': 0.16453083378040775, 'kid_std': 0.020568915835458366}""",
+    },
 }

@@ -16,6 +16,7 @@ import evaluate
 
 from .classification import compute_classification
 from .detection import compute_detection_map
+from .generation import GenerationAccumulator, kid
 from .overlap import compute_dice, compute_iou
 from .retrieval import compute_clip_retrieval
 from .surface import compute_nsd
@@ -177,6 +178,32 @@ class Classification(NeuroMetric):
         return {(f"top_k_accuracy@{k[3:]}" if k.startswith("top") else k): v for k, v in out.items()}
 
 
+FEATURE_ROWS = datasets.Features({"predictions": _seq(1, "float64"), "references": _seq(1, "float64")})
+
+
+class FID(NeuroMetric):
+    description = "Frechet distance between Gaussians fitted to generated and real feature vectors."
+    citation = """@inproceedings{heusel2017gans, title = {{GANs} Trained by a Two Time-Scale Update Rule Converge
+  to a Local {Nash} Equilibrium}, author = {Heusel, Martin and others}, booktitle = {NeurIPS}, year = {2017}}"""
+    features_spec = FEATURE_ROWS
+
+    def _compute(self, predictions, references):
+        acc = GenerationAccumulator(max_kid_samples=0)  # the trainers' accumulator, one batch per side
+        acc.update({"features": predictions}, {"features": references})
+        return acc.compute(["fid"])
+
+
+class KID(NeuroMetric):
+    description = "Kernel inception distance: unbiased polynomial-kernel MMD^2 over random subsets."
+    citation = """@inproceedings{binkowski2018demystifying, title = {Demystifying {MMD} {GANs}},
+  author = {Bi{\\'n}kowski, Miko{\\l}aj and others}, booktitle = {ICLR}, year = {2018}}"""
+    features_spec = FEATURE_ROWS
+
+    def _compute(self, predictions, references, subsets=100, subset_size=1000, degree=3, seed=0):
+        mean, std = kid(predictions, references, subsets, subset_size, degree, seed)
+        return {"kid": mean, "kid_std": std}
+
+
 class Threshold(NeuroMetric):
     description = (
         "Threshold sweep for binary probabilities: metrics at a threshold, best-F1/accuracy, target recall."
@@ -215,4 +242,6 @@ MODULES: dict[str, type[NeuroMetric]] = {
     "bleu": Bleu,
     "classification": Classification,
     "threshold": Threshold,
+    "fid": FID,
+    "kid": KID,
 }

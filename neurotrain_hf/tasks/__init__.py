@@ -45,6 +45,7 @@ class TaskSpec:
     models: str = ""  # module registering the task's models (model registry, transformers Auto classes)
     default_model: str = ""  # ``[model] name`` when a config leaves it unset
     description: str = ""
+    exports: tuple[str, ...] = ()  # public classes as ``module:Name``, importable as ``neurotrain_hf.Name``
 
     @staticmethod
     def _load(target: str) -> Any:
@@ -138,6 +139,15 @@ def get_task(name: str) -> TaskSpec:
     if not name:
         raise RegistryError(f"no task given; known: {', '.join(list_tasks())}")
     return TASKS.get(name)
+
+
+def task_export(name: str) -> Any:
+    """A task's public class ``name`` (its spec's ``exports``), for ``neurotrain_hf.<name>``."""
+    for task in list_tasks():
+        for target in TASKS.get(task).exports:
+            if target.rpartition(":")[2] == name:
+                return TaskSpec._load(target)
+    raise AttributeError(f"module 'neurotrain_hf' has no attribute {name!r}")
 
 
 def list_tasks(pattern: str = "*") -> list[str]:

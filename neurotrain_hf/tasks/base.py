@@ -8,7 +8,9 @@
   once on the main process when every rank is done. Trainers compute; tasks write files.
 - Predictor and ``neurotrain predict`` (``predictor.py``, ``cli.py``): ``load_model``,
   ``load_processor``, ``settings``, ``inference`` (a forward, or a loop: a sampler, generation),
-  ``read_input``, ``batch_key``, ``preprocess``, ``predictions``, ``summary``, ``save_prediction``;
+  ``read_input``, ``batch_key``, ``preprocess``, ``predictions``, ``summary``, ``save_prediction``,
+  ``finish_prediction``; generative tasks turn options into ``requests`` (no input files) and may
+  write labelled datasets (``generate_dataset``, ``neurotrain generate``);
   ``claims`` tells the task of a model folder without ``neurotrain_task``.
 - Hub push and model cards (``hub.py``, ``model_card.py``): ``run_files``, ``metric_protocol``,
   ``load_snippet``, ``limitations``. LoRA (``adapters.py``): ``lora_targets``, ``probe_inputs``,
@@ -124,6 +126,22 @@ class Task:
     def read_input(self, source: str | Path) -> Any:
         """One ``neurotrain predict`` argument -> what ``preprocess`` takes; a bad one is one line naming it."""
         raise NeuroTrainError(f"the {self.name} task does not predict from files")
+
+    def requests(self, model_config: Any, options: dict[str, Any]) -> list[tuple[str, Any]]:
+        """Generative tasks: ``neurotrain predict`` options (num, seed, class, mask, prompt) -> named items
+        for ``preprocess`` (no input files)."""
+        raise NeuroTrainError(f"the {self.name} task predicts from input files: give them after the model")
+
+    def finish_prediction(self, records: list[dict[str, Any]], out_dir: str | Path | None) -> list[Path]:
+        """After ``neurotrain predict`` saved every record: files made from all of them (e.g. a grid)."""
+        return []
+
+    def generate_dataset(
+        self, predictor: Any, conditions: str, num: int, seed: int, out: str | Path
+    ) -> dict[str, Any]:
+        """Generative tasks: ``neurotrain generate``: a labelled dataset made by the model from the
+        conditions in a folder; returns a summary (what was written where)."""
+        raise NeuroTrainError(f"the {self.name} task does not generate datasets")
 
     def batch_key(self, item: Any) -> Hashable:
         """Inputs with equal keys go through the model together (e.g. images of one size)."""
