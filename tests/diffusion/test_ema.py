@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 from transformers import TrainerCallback
@@ -104,3 +105,19 @@ def test_ema_recursion_checkpoint_resume_and_saved_pipeline(tmp_path):
     for key in saved:
         assert torch.equal(saved[key], final[f"ema_unet.{key}"]), key
         assert torch.equal(raw[key], final[f"unet.{key}"]), key
+
+
+@pytest.mark.slow
+def test_sigkill_and_resume_restore_the_ema_bit_for_bit(tmp_path):
+    """Killed at step 4 (checkpoint-3 complete), resumed from `last`: the saved EMA (`unet/`) and trained
+    (`unet_raw/`) weights equal the uninterrupted run's bit for bit (the EMA decay continues from the
+    checkpoint's step; timesteps and noise are drawn per step)."""
+    from tests.test_resume import RUN, kill_and_resume
+
+    data = config(tmp_path, "", gradient_accumulation_steps=1, **RUN)
+    straight, killed = kill_and_resume(tmp_path, data)
+    for part in ("unet", "unet_raw"):
+        a, b = (
+            load_file(d / "model" / part / "diffusion_pytorch_model.safetensors") for d in (straight, killed)
+        )
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), part

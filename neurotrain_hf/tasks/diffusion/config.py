@@ -69,7 +69,7 @@ class DiffusionConfig(NeuroTrainingArguments):
     """DDPM training (diffusers schedulers) with min-SNR weighting, EMA, classifier-free guidance and
     sample-based evaluation (FID / KID through a feature network, accuracy of a classifier on samples)."""
 
-    metric_families = ("generation",)
+    metric_families = ("generation", "mask_generation")
 
     conditioning: str = field(
         default="none",
@@ -177,13 +177,21 @@ class DiffusionConfig(NeuroTrainingArguments):
             "min": 8,
         },
     )
+    segmenter: str | None = field(
+        default=None,
+        metadata={
+            "help": "Mask conditioning: a segmentation run / model folder of this project; `mask_dice` is the "
+            "Dice between each conditioning mask and its prediction on the generated image."
+        },
+    )
     grid_samples: int = field(
         default=16, metadata={"help": "Samples in the grid PNG written at each evaluation.", "min": 0}
     )
     metrics: list[str] | None = field(
-        default_factory=lambda: ["fid", "kid", "sample_accuracy"],
+        default_factory=lambda: ["fid", "kid", "sample_accuracy", "mask_dice"],
         metadata={
-            "help": "`fid`, `kid` (need fid_features) and `sample_accuracy` (class conditioning and a classifier)."
+            "help": "`fid`, `kid` (need fid_features), `sample_accuracy` (class conditioning and a classifier) "
+            "and `mask_dice` (mask conditioning and a segmenter)."
         },
     )
     metric_for_best_model: str | None = field(
@@ -202,4 +210,6 @@ class DiffusionConfig(NeuroTrainingArguments):
             self.metrics = [m for m in (self.metrics or []) if m not in ("fid", "kid", "sample_accuracy")]
         elif self.conditioning != "class":
             self.metrics = [m for m in (self.metrics or []) if m != "sample_accuracy"]
+        if not self.segmenter or self.conditioning != "mask":
+            self.metrics = [m for m in (self.metrics or []) if m != "mask_dice"]
         super().__post_init__()

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from ...errors import ConfigError
@@ -67,10 +68,13 @@ class SamplingInference(Inference):
         fid_features: str | None = None,
         fid_image_size: int | None = None,
         snr_gamma: float | None = None,
+        segmenter: str | None = None,
     ) -> None:
         super().__init__(("pixel_values",))
         self.settings = dict(settings)
         self.fid_features, self.fid_image_size, self.snr_gamma = fid_features, fid_image_size, snr_gamma
+        self.segmenter = segmenter
+        self._segmenter: Any = None
         self._features: Any = None
         self._class_names: list[str] = []
         self._label_map: torch.Tensor | None = None
@@ -118,6 +122,17 @@ class SamplingInference(Inference):
             self._features = load_features(self.fid_features)
         return self._features
 
+    def segment(self, images: torch.Tensor) -> np.ndarray:
+        """The segmenter's foreground (B, H, W) on generated images, through its own Predictor (its saved
+        threshold and post-processing); records carry the label map as ``mask``."""
+        if self._segmenter is None:
+            from ...predictor import Predictor
+
+            self._segmenter = Predictor.from_pretrained(self.segmenter)
+        pixels = (images.float().cpu().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        records = self._segmenter.predict([p[..., 0] if p.shape[-1] == 1 else p for p in pixels])
+        return np.stack([record["mask"] > 0 for record in records])
+
     def classifier_ids(self, labels: torch.Tensor, features: Any) -> torch.Tensor:
         """Our class ids -> the feature classifier's, matched by class name (its folders may sort the
         classes differently); one line when a class has no match."""
@@ -143,6 +158,8 @@ class SamplingInference(Inference):
             references["classes"] = class_labels  # our ids (the CSV); "labels": the classifier's
         if inputs.get("mask") is not None:
             references["mask"] = inputs["mask"] > 0
+        if self.segmenter and inputs.get("mask") is not None:
+            predictions["segmented"] = self.segment(outputs["images"])
         features = self.feature_network()
         if features is not None and "images" in references:
             from ...metrics.generation import resize_for_features

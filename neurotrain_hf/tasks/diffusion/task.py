@@ -110,7 +110,9 @@ class DiffusionTask(Task):
             "sample_seed": args.sample_seed,
         }
         setattr(model.config, SETTINGS_KEY, settings)
-        inference = SamplingInference(settings, args.fid_features, args.fid_image_size, args.snr_gamma)
+        inference = SamplingInference(
+            settings, args.fid_features, args.fid_image_size, args.snr_gamma, segmenter=args.segmenter
+        )
         return DiffusionTrainer(
             model,
             args,
@@ -362,6 +364,8 @@ class DiffusionTask(Task):
             "PIL-bicubic resize; sample count in fid_samples",
             "kid": f"KID (polynomial kernel, unbiased MMD) through {kind}",
             "sample_accuracy": f"accuracy of the classifier {features} on class-conditioned samples ({sampling})",
+            "mask_dice": f"mean per-image Dice between each conditioning mask and the prediction of the "
+            f"segmenter {training.get('segmenter')} on its generated image ({sampling})",
         }
         return what.get(key, key)
 
