@@ -14,7 +14,7 @@ import datasets
 import torch
 import torch.nn.functional as F
 
-from ...data.images import decode_image, to_float
+from ...data.images import decode_image, image_name, to_float
 from ...data.registry import DATASETS
 from ...data.splits import add_missing_splits
 from ...errors import DataError
@@ -82,8 +82,10 @@ class DiffusionTransform:
             if self.mask_column:
                 raw = decode_image(batch[self.mask_column][k], 1)
                 if tuple(raw.shape[-2:]) != tuple(image.shape[-2:]):
+                    where = image_name(batch[self.mask_column][k])
+                    where = where if where != "<in-memory image>" else f"sample {batch[SAMPLE_ID][k]}"
                     raise DataError(
-                        f"sample {batch[SAMPLE_ID][k]}: mask size {tuple(raw.shape[-2:])} differs from its image's "
+                        f"{where}: mask size {tuple(raw.shape[-2:])} differs from its image's "
                         f"{tuple(image.shape[-2:])}"
                     )
                 masks.append(mask_tensor(raw, size, f"sample {batch[SAMPLE_ID][k]}"))
