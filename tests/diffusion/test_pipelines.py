@@ -166,6 +166,7 @@ def test_bad_requests_are_one_line(runs, tmp_path, capsys):
         ([str(runs["class"]), "--num", "1"], "class-conditioned: give --class"),
         ([str(runs["none"]), "--num", "1", "--class", "0"], "--class: this model is not class-conditioned"),
         ([str(runs["class"]), "--num", "1", "--prompt", ""], "--prompt: this model is not text-conditioned"),
+        ([str(runs["none"]), "--num", "0"], "--num 0: give 1 to 10000 samples"),
         (
             [str(runs["mask"]), "--mask", str(tmp_path / "wrong.png")],
             "wrong.png: mask size (16, 20) (w, h) differs from the model's image size 16x16",

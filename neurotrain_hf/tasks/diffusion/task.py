@@ -164,7 +164,10 @@ class DiffusionTask(Task):
     # --- prediction ---------------------------------------------------------------------------------
     def requests(self, model_config: Any, options: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         """``neurotrain predict RUN --num N --seed S [--class K | --mask FILE]`` -> named sample requests."""
-        num, seed = int(options.get("num") or 1), int(options.get("seed") or 0)
+        num = 1 if options.get("num") is None else int(options["num"])
+        seed = int(options.get("seed") or 0)
+        if not 1 <= num <= 10_000:
+            raise NeuroTrainError(f"--num {num}: give 1 to 10000 samples")
         if options.get("prompt") is not None:
             raise NeuroTrainError("--prompt: this model is not text-conditioned")
         item: dict[str, Any] = {}
