@@ -167,10 +167,9 @@ class SamplingInference(Inference):
             size = self.fid_image_size or getattr(features, "size", None)  # the network's input size
             for side, images in ((predictions, outputs["images"]), (references, references["images"])):
                 resized = resize_for_features(images.float().cpu(), size) if size else images.float().cpu()
-                side["features"], logits = features(resized)
-                if side is predictions:
-                    side["logits"] = logits
-            if class_labels is not None and logits is not None:
+                side["features"], side["logits"] = features(resized)
+            del references["logits"]  # the classifier's view of real images is not a metric input
+            if class_labels is not None and predictions["logits"] is not None:
                 references["labels"] = self.classifier_ids(class_labels, features)
         elif class_labels is not None:
             references["labels"] = class_labels

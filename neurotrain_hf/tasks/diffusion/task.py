@@ -333,20 +333,14 @@ class DiffusionTask(Task):
             Image.fromarray(to_uint8(image)).save(folder / f"{i:05d}.png")
 
     def finish_outputs(self, out: TestOutputs) -> None:
-        from PIL import Image
-
+        """The first 64 test samples (every rank wrote its own) as one grid."""
+        from ...data.images import decode_image, to_float
         from .inference import save_grid
 
         files = sorted((out.folder / f"{out.split}_samples").glob("*.png"))[:64]
         if files:
-            images = torch.stack(
-                [
-                    torch.from_numpy(np.asarray(Image.open(f), dtype=np.float32) / 255.0)
-                    .reshape(*Image.open(f).size[::-1], -1)
-                    .permute(2, 0, 1)
-                    for f in files
-                ]
-            )
+            channels = 1 if getattr(out.info, "channels", 3) == 1 else 3
+            images = torch.stack([to_float(decode_image(str(f), channels)) for f in files])
             save_grid(images, out.folder / f"{out.split}_samples.png")
 
     # --- sharing ---------------------------------------------------------------------------------------
