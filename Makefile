@@ -11,7 +11,7 @@ export HF_UPDATE_DOWNLOAD_COUNTS ?= 0
 export GRADIO_ANALYTICS_ENABLED ?= False
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install system-packages deepspeed-ops train train-seg train-seg3d train-det train-clip train-diffusion test test-fast lint format bench bench-demos bench-metrics docs spaces clean
+.PHONY: install system-packages deepspeed-ops train train-seg train-seg3d train-det train-clip train-diffusion train-vlm test test-fast lint format bench bench-demos bench-metrics docs spaces clean
 
 # Reinstalls only when pyproject.toml changes (the stamp is newer otherwise).
 install: $(STAMP)
@@ -48,6 +48,10 @@ train-clip: install
 # first on the same shapes (sample_accuracy >= 0.8, FID far below the untrained model's), < 5 min on CPU
 train-diffusion: install
 	$(BIN)/python recipes/train_diffusion.py recipes/configs/color_shapes_diffusion.toml
+
+# Vision-language: llava_tiny answers questions about rendered shapes (closed accuracy >= 0.8 on held-out scenes)
+train-vlm: install
+	$(BIN)/python recipes/train_vlm.py recipes/configs/synthetic_vqa_llava.toml
 
 # Debian packages some tests need: Chromium (demo screenshot) and g++ (DeepSpeed JIT-builds its CPU ops).
 # Installed when missing and run as root; otherwise those tests skip, listed at the end of `make test`,
@@ -89,6 +93,7 @@ bench: install
 	$(BIN)/python benchmarks/metrics_speed.py
 	$(BIN)/python benchmarks/clip_throughput.py
 	$(BIN)/python benchmarks/diffusion_throughput.py
+	$(BIN)/python benchmarks/vlm_throughput.py
 	$(BIN)/python benchmarks/detection_eval.py
 
 # 64 requests from 8 concurrent clients to each demo Space (some bad uploads): answered/refused, latency, RSS

@@ -46,15 +46,19 @@ def stat_norm_modules(model: torch.nn.Module) -> list[str]:
 
 
 def apply_peft(
-    model: torch.nn.Module, cfg: PeftConfig, default_targets: list[str] | str = "all-linear"
+    model: torch.nn.Module,
+    cfg: PeftConfig,
+    default_targets: list[str] | str = "all-linear",
+    trained: list[str] | tuple[str, ...] = (),
 ) -> torch.nn.Module:
     """``model`` wrapped as a PEFT LoRA model per ``[peft]`` (unchanged when the method is `none`);
-    ``default_targets``: the task's choice when ``target_modules`` is not set (``Task.lora_targets``)."""
+    ``default_targets``: the task's choice when ``target_modules`` is not set (``Task.lora_targets``);
+    ``trained``: modules the task trains in full beside the adapter (``Task.lora_trained``)."""
     if cfg.method == "none":
         return model
     from peft import LoraConfig, get_peft_model
 
-    save = list(cfg.modules_to_save)
+    save = list(cfg.modules_to_save) + [m for m in trained if m not in cfg.modules_to_save]
     norms = [n for n in stat_norm_modules(model) if not any(n == s or n.endswith("." + s) for s in save)]
     if norms:
         logger.info("adapter also saves %d norm layers with running statistics", len(norms))

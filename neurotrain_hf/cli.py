@@ -169,13 +169,22 @@ def _cmd_predict(args) -> int:
         requests = predictor.task.requests(predictor.model.config, options)
         names, preds = [n for n, _ in requests], predictor.predict([r for _, r in requests])
     else:
-        names, preds = args.inputs, predictor.predict_files(args.inputs)
+        names, preds = args.inputs, predictor.predict_files(args.inputs, {"question": args.question})
     for path, pred in zip(names, preds):
         written = predictor.task.save_prediction(pred, path, args.out)
         extra = {"written": [str(p) for p in written]} if written else {}
         print(json.dumps({"input": path, **predictor.task.summary(pred), **extra}))
     for path in predictor.task.finish_prediction(preds, args.out):
         print(json.dumps({"written": str(path)}))
+    return 0
+
+
+def _cmd_preview_labels(args) -> int:
+    from .config import load_config
+    from .tasks import get_task
+
+    config = load_config(args.config, args.overrides)
+    print(get_task(config.basic.task).load().preview_labels(config, args.count))
     return 0
 
 
@@ -312,6 +321,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--class", help="class-conditioned models: the class id or name to generate")
     p.add_argument("--mask", help="mask-conditioned models: the mask image to generate from")
     p.add_argument("--prompt", help="text-conditioned models: the prompt")
+    p.add_argument("--question", help="vision-language models: the question asked about each input image")
+    p = sub.add_parser(
+        "preview-labels", help="print training samples with the supervised tokens marked (before training)"
+    )
+    p.add_argument("config")
+    p.add_argument("--count", type=int, default=2, help="how many samples to show")
+    p.add_argument("overrides", nargs=argparse.REMAINDER)
     p = sub.add_parser("list", help="list registered names")
     p.add_argument("kind", choices=LIST_KINDS)
     p.add_argument("pattern", nargs="?", default="*")
@@ -386,6 +402,7 @@ def main(argv: list[str] | None = None) -> int:
         "test": _cmd_test,
         "predict": _cmd_predict,
         "generate": _cmd_generate,
+        "preview-labels": _cmd_preview_labels,
         "env": _cmd_env,
         "metrics": _cmd_metrics,
         "lora": _cmd_lora,

@@ -95,9 +95,12 @@ class Predictor:
                     out[i] = record
         return out
 
-    def predict_files(self, paths: Sequence[str | Path]) -> list[dict[str, Any]]:
-        """Predict ``neurotrain predict`` arguments (files, folders); a bad one is one line naming it."""
-        items = [self.task.read_input(p) for p in paths]
+    def predict_files(
+        self, paths: Sequence[str | Path], options: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """Predict ``neurotrain predict`` arguments (files, folders) with the options that go with each
+        (``--question``); a bad one is one line naming it."""
+        items = [self.task.input_options(self.task.read_input(p), options or {}) for p in paths]
         try:
             return self.predict(items)
         except NeuroTrainError:

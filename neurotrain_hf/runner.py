@@ -141,7 +141,7 @@ def build(config: ExperimentConfig, callbacks: list | None = None) -> tuple[Any,
     if config.peft.method != "none":
         if not getattr(model, "name_or_path", ""):
             save_base(model, task, data, config.run_dir / BASE_DIR)
-        model = apply_peft(model, config.peft, task.lora_targets(model))
+        model = apply_peft(model, config.peft, task.lora_targets(model), task.lora_trained(model))
     return task, data, task.build_trainer(config, model, data, callbacks)
 
 

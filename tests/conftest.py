@@ -143,6 +143,11 @@ def detection_run(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def vlm_run(tmp_path_factory) -> Path:
+    return _tiny_run("vlm", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
 def sample_images(tmp_path_factory) -> dict[str, Path]:
     from .helpers.tiny_runs import sample_images
 
@@ -204,6 +209,7 @@ LONG_FILES = (
     "clip/test_clip_runs.py",
     "detection/test_detection_runs.py",
     "diffusion/test_runs.py",
+    "vlm/test_runs.py",
     "test_external_task.py",
     "test_distributed.py",
     "segmentation/test_volume_runs.py",

@@ -357,7 +357,14 @@ def space_errors(folder: Path) -> list[str]:
 def test_every_shipped_space_card_passes_the_front_matter_checks():
     folders = sorted(p.parent for p in SPACES.rglob("README.md"))
     names = {p.relative_to(SPACES).as_posix() for p in folders}
-    demos = {"classification-demo", "segmentation-demo", "segmentation3d-demo", "clip-demo", "detection-demo"}
+    demos = {
+        "classification-demo",
+        "segmentation-demo",
+        "segmentation3d-demo",
+        "clip-demo",
+        "detection-demo",
+        "vlm-demo",
+    }
     assert names >= demos | {"metrics/dice", "metrics/classification"}, names
     for folder in folders:
         assert space_errors(folder) == [], folder

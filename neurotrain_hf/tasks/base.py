@@ -8,12 +8,12 @@
   once on the main process when every rank is done. Trainers compute; tasks write files.
 - Predictor and ``neurotrain predict`` (``predictor.py``, ``cli.py``): ``load_model``,
   ``load_processor``, ``settings``, ``inference`` (a forward, or a loop: a sampler, generation),
-  ``read_input``, ``batch_key``, ``preprocess``, ``predictions``, ``summary``, ``save_prediction``,
+  ``read_input``, ``input_options``, ``batch_key``, ``preprocess``, ``predictions``, ``summary``, ``save_prediction``,
   ``finish_prediction``; generative tasks turn options into ``requests`` (no input files) and may
   write labelled datasets (``generate_dataset``, ``neurotrain generate``);
   ``claims`` tells the task of a model folder without ``neurotrain_task``.
 - Hub push and model cards (``hub.py``, ``model_card.py``): ``run_files``, ``metric_protocol``,
-  ``load_snippet``, ``limitations``. LoRA (``adapters.py``): ``lora_targets``, ``probe_inputs``,
+  ``load_snippet``, ``limitations``. LoRA (``adapters.py``): ``lora_targets``, ``lora_trained``, ``probe_inputs``,
   ``probe_outputs``. Demos (``demos/``): ``build_demo``.
 """
 
@@ -112,6 +112,11 @@ class Task:
         """The modules ``[peft]`` adapts when ``target_modules`` is not set."""
         return "all-linear"
 
+    def lora_trained(self, model: Any) -> list[str]:
+        """Modules trained in full and saved beside the adapter (PEFT ``modules_to_save``), e.g. a VLM's
+        projector; ``[peft] modules_to_save`` adds to them."""
+        return []
+
     def probe_inputs(self, model: Any) -> dict[str, Any]:
         """A fixed small batch the model takes (an adapter merge checks outputs agree on it)."""
         raise NeuroTrainError(f"the {self.name} task has no probe batch (probe_inputs) to check a merge on")
@@ -126,6 +131,13 @@ class Task:
     def read_input(self, source: str | Path) -> Any:
         """One ``neurotrain predict`` argument -> what ``preprocess`` takes; a bad one is one line naming it."""
         raise NeuroTrainError(f"the {self.name} task does not predict from files")
+
+    def input_options(self, item: Any, options: dict[str, Any]) -> Any:
+        """``neurotrain predict`` options that go with every input file (e.g. ``--question``) -> the item."""
+        given = [k for k, v in options.items() if v is not None]
+        if given:
+            raise NeuroTrainError(f"--{given[0]}: the {self.name} task takes no such option with input files")
+        return item
 
     def requests(self, model_config: Any, options: dict[str, Any]) -> list[tuple[str, Any]]:
         """Generative tasks: ``neurotrain predict`` options (num, seed, class, mask, prompt) -> named items
@@ -210,6 +222,10 @@ class Task:
                 "treatment decisions). Performance on other devices, sites and populations is unknown."
             )
         return text
+
+    def preview_labels(self, config: Any, count: int = 2) -> str:
+        """``neurotrain preview-labels``: training samples rendered with the supervised tokens marked."""
+        raise NeuroTrainError(f"the {self.name} task has no label preview")
 
     def build_demo(self, folder: Path, model_name: str, examples: Any = None, **options: Any) -> Any:
         """A Gradio ``Blocks`` serving the model folder with the API endpoint ``/predict``."""

@@ -51,6 +51,22 @@ def config(task: str, root: Path) -> dict:
                 "zero_shot_templates": ["a {}", "a picture of a {}"],
             },
         }
+    if task == "vlm":
+        return {
+            "basic": basic,
+            "model": {
+                "name": "llava_tiny",
+                "kwargs": {"text": {"num_hidden_layers": 1}, "vision": {"num_hidden_layers": 1}},
+            },
+            "dataset": {"name": "synthetic_vqa", "num_images": 16, "held_out_images": 4},
+            "training": {
+                "max_steps": 3,
+                "batch_size": 8,
+                "max_length": 48,
+                "max_new_tokens": 4,
+                "train_vision_tower": True,
+            },
+        }
     return {  # detection: Faster R-CNN at the recipe's small-image settings
         "basic": basic,
         "model": {
