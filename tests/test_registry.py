@@ -57,7 +57,7 @@ def test_builtin_registries_are_populated():
     assert {"ce", "bce", "focal"} <= set(list_losses())
     assert {"accuracy", "precision", "recall", "f1", "auc", "top3", "top5"} <= set(list_metrics())
     assert "simple_cnn" in list_models()
-    assert list_tasks() == ["classification", "clip", "detection", "diffusion", "segmentation"]
+    assert list_tasks() == ["classification", "clip", "detection", "diffusion", "segmentation", "vlm"]
     assert {"color_shapes", "vessel_patches", "image_classes", "image_masks"} <= set(list_datasets())
     assert {"fid", "kid", "sample_accuracy"} <= set(list_metrics()) and "unet2d" in list_models()
     assert {"drive", "chase_db1", "stare", "hrf", "isic2018", "synthetic_retina", "hybrid"} <= set(
