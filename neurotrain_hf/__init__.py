@@ -9,9 +9,14 @@ model folders.
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import Any
 
 __version__ = "0.1.0"
+
+# torchao 0.18 registers Enum pytree constants that torch 2.14 deprecates, and transformers imports torchao
+# whenever it is installed: two warnings in every process would break our one-line errors.
+logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
 
 _EXPORTS = {
     "get_config": "neurotrain_hf.config",

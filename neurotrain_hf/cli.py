@@ -376,6 +376,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--namespace", default="neurotrain", help="Hub namespace for publish")
     p.add_argument("--endpoint", default=None, help="Hub endpoint (default: HF_ENDPOINT or the Hub)")
     p.add_argument("--dest", default="spaces/metrics", help="folder for `spaces`")
+    from .tools.commands import add_tool_parsers
+
+    parser.set_defaults(tool_handlers=add_tool_parsers(sub))
     return parser
 
 
@@ -394,9 +397,21 @@ def main(argv: list[str] | None = None) -> int:
             return exc.exit_code
         print("\n".join(names))
         return 0
-    if args.command in ("test", "predict", "generate", "lora", "push", "pull", "dataset", "space"):
+    if args.command in (
+        "test",
+        "predict",
+        "generate",
+        "lora",
+        "push",
+        "pull",
+        "dataset",
+        "space",
+        "quantize",
+        "export",
+    ):
         setup_logging()
     handlers = {
+        **args.tool_handlers,
         "check": _cmd_check,
         "convert": _cmd_convert,
         "test": _cmd_test,

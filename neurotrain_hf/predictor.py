@@ -68,7 +68,14 @@ class Predictor:
 
     @classmethod
     def from_pretrained(cls, path: str | Path, **kwargs: Any) -> Predictor:
-        """From a model folder, a run folder (its ``model/``) or a Hub repo id."""
+        """From a model folder, a run folder (its ``model/``), a Hub repo id or an exported ``.onnx`` graph
+        (run through onnxruntime with the task's pre- and post-processing)."""
+        if str(path).lower().endswith(".onnx"):
+            from .tools.onnx_model import load_onnx_model
+
+            model = load_onnx_model(path)
+            task = get_task(task_of(Path(path).parent)).load()
+            return cls(model, task.load_processor(Path(path).parent), task, **kwargs)
         folder = model_folder(path)
         task = get_task(task_of(folder)).load()
         return cls(task.load_model(folder), task.load_processor(folder), task, **kwargs)

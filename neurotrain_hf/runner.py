@@ -40,6 +40,7 @@ from .trainer.checkpointing import (
     write_json_atomic,
 )
 from .trainer.run_folder import CONFIG_NAME, MODEL_DIR, plot_curves, read_history, write_report
+from .trainer.run_lock import RunLock
 
 logger = logging.getLogger(__name__)
 
@@ -138,6 +139,17 @@ def build(config: ExperimentConfig, callbacks: list | None = None) -> tuple[Any,
     set_seed(config.basic.seed)
     data = task.prepare_data(config)
     model = task.build_model(config, data)
+    if config.quantization.qat:
+        if config.peft.method != "none":
+            raise ConfigError(
+                f"{config.source}: [quantization] qat = true cannot train a [peft] adapter (choose one)"
+            )
+        from .trainer.qat import prepare_qat
+
+        logger.info(
+            "quantization-aware training: %d linear layers fake-quantized",
+            prepare_qat(model, config.quantization),
+        )
     if config.peft.method != "none":
         if not getattr(model, "name_or_path", ""):
             save_base(model, task, data, config.run_dir / BASE_DIR)
@@ -164,7 +176,16 @@ def split_to_test(config: ExperimentConfig, splits: dict[str, Any]) -> tuple[str
 
 
 def run(config: ExperimentConfig, callbacks: list | None = None) -> dict[str, Any]:
-    """Train, keep the best model, test it, and write the run folder; returns the report."""
+    """Train, keep the best model, test it, and write the run folder; returns the report. The main process
+    holds the run folder's lock (``trainer/run_lock.py``) meanwhile, so ``neurotrain cleanup`` leaves it alone."""
+    lock = RunLock(config.run_dir)
+    try:
+        return _run(config, callbacks, lock)
+    finally:
+        lock.release()
+
+
+def _run(config: ExperimentConfig, callbacks: list | None, lock: RunLock) -> dict[str, Any]:
     started = time.time()
     if config.hub.push_to_hub and not config.hub.repo_id:
         raise ConfigError(f"{config.source}: [hub] push_to_hub needs repo_id")
@@ -173,6 +194,7 @@ def run(config: ExperimentConfig, callbacks: list | None = None) -> dict[str, An
     main = trainer.is_world_process_zero()
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
+        lock.acquire()
         write_config_file(config.to_dict(), run_dir / CONFIG_NAME)
         for name, value in data.files.items():  # e.g. the 3D dataset fingerprint
             write_json_atomic(run_dir / name, value)
@@ -193,6 +215,10 @@ def run(config: ExperimentConfig, callbacks: list | None = None) -> dict[str, An
             logger.info("merged adapter into %s (largest output difference %.3g)", run_dir / MODEL_DIR, diff)
         trainer.accelerator.wait_for_everyone()
     else:
+        if config.quantization.qat:  # the saved and tested model is the quantized one
+            from .trainer.qat import convert_qat
+
+            convert_qat(trainer.model, config.quantization)
         save_model(trainer, task, data, run_dir / MODEL_DIR)
     report: dict[str, Any] = {
         "task": config.basic.task,

@@ -30,13 +30,24 @@ from .sections import (
     HubConfig,
     ModelConfig,
     PeftConfig,
+    QuantizationConfig,
     TestingConfig,
 )
 from .validation import check_section, field_types, parse_override_value
 
 logger = logging.getLogger(__name__)
 
-SECTION_ORDER = ("basic", "model", "dataset", "training", "testing", "augmentation", "peft", "hub")
+SECTION_ORDER = (
+    "basic",
+    "model",
+    "dataset",
+    "training",
+    "testing",
+    "augmentation",
+    "peft",
+    "quantization",
+    "hub",
+)
 RESERVED_SECTIONS: tuple[str, ...] = ()  # sections read by later tasks, kept verbatim until they exist
 # [training] keys that belong to [basic]: one place for each setting.
 MOVED_KEYS = {"seed": "basic", "output_dir": "basic"}
@@ -54,6 +65,7 @@ class ExperimentConfig:
     testing: TestingConfig
     augmentation: AugmentationConfig  # the task's subclass
     peft: PeftConfig = field(default_factory=PeftConfig)
+    quantization: QuantizationConfig = field(default_factory=QuantizationConfig)
     hub: HubConfig = field(default_factory=HubConfig)
     extra: dict[str, dict[str, Any]] = field(default_factory=dict)
     source: str = "<dict>"

@@ -171,6 +171,31 @@ class PeftConfig:
 
 
 @dataclass
+class QuantizationConfig:
+    """``[quantization]``: quantization-aware training (torchao): linear weights are fake-quantized while the
+    model trains and converted to real quantized weights before it is saved (the run's test metrics are the
+    quantized model's). Post-training quantization of a finished run is ``neurotrain quantize``."""
+
+    qat: bool = field(
+        default=False, metadata={"help": "Train with fake-quantized linear weights, save quantized."}
+    )
+    method: str = field(
+        default="int8-weight",
+        metadata={
+            "help": "What QAT simulates: `int8-weight` (int8 per output channel) or `int4-weight` (int4 in groups).",
+            "choices": ["int8-weight", "int4-weight"],
+        },
+    )
+    group_size: int = field(
+        default=32,
+        metadata={
+            "help": "int4-weight: weights per scale group (layers whose width it does not divide stay float).",
+            "min": 1,
+        },
+    )
+
+
+@dataclass
 class HubConfig:
     """``[hub]``: sharing the run on the Hugging Face Hub (endpoint, token and cache from ``HF_ENDPOINT``,
     ``HF_TOKEN`` / ``hf auth login`` and ``HF_HOME``; never from this file)."""
@@ -203,6 +228,7 @@ SECTIONS: dict[str, type] = {
     "model": ModelConfig,
     "testing": TestingConfig,
     "peft": PeftConfig,
+    "quantization": QuantizationConfig,
     "hub": HubConfig,
 }
 """Sections every task shares; ``[dataset]``, ``[augmentation]`` and ``[training]`` are the task's."""

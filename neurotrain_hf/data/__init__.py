@@ -1,6 +1,9 @@
 """Data core shared by every task: dataset registry, splits, images, processor, batch-fetching loaders."""
 
-from . import hybrid  # noqa: F401  (registers the "hybrid" dataset)
+from . import (
+    hybrid,  # noqa: F401  (registers the "hybrid" dataset)
+    parquet,  # noqa: F401  (registers the "parquet" dataset: `neurotrain to-parquet` output)
+)
 from .api import (
     dataset_info,
     get_dataset,

@@ -12,6 +12,8 @@
   ``finish_prediction``; generative tasks turn options into ``requests`` (no input files) and may
   write labelled datasets (``generate_dataset``, ``neurotrain generate``);
   ``claims`` tells the task of a model folder without ``neurotrain_task``.
+- Tools (``tools/``): ``neurotrain analyze attention`` takes Grad-CAM's score from ``explain_score``;
+  ``neurotrain export onnx`` writes the graphs of ``onnx_graphs`` and checks them with ``onnx_agreement``.
 - Hub push and model cards (``hub.py``, ``model_card.py``): ``run_files``, ``metric_protocol``,
   ``load_snippet``, ``limitations``. LoRA (``adapters.py``): ``lora_targets``, ``lora_trained``, ``probe_inputs``,
   ``probe_outputs``. Demos (``demos/``): ``build_demo``.
@@ -30,10 +32,21 @@ from ..errors import NeuroTrainError, first_line
 from ..trainer.evaluation import SampleBatch, TestOutputs
 from ..trainer.inference import Inference
 
-__all__ = ["SampleBatch", "Task", "TaskData", "TestOutputs", "loss_text"]
+__all__ = ["OnnxGraph", "SampleBatch", "Task", "TaskData", "TestOutputs", "loss_text"]
 
 TASK_KEY = "neurotrain_task"  # written into a saved config.json: which task serves the folder
 SETTINGS_KEY = "neurotrain_inference"  # the task's inference / post-processing settings in config.json
+
+
+@dataclass
+class OnnxGraph:
+    """One graph ``neurotrain export onnx`` writes: a module taking ``inputs`` (name -> example tensor, in
+    forward order) and returning the tensors named by ``outputs``; axis 0 of each is the batch."""
+
+    name: str
+    module: Any
+    inputs: dict[str, Any]
+    outputs: list[str]
 
 
 @dataclass
@@ -174,6 +187,23 @@ class Task:
     def summary(self, record: dict[str, Any]) -> dict[str, Any]:
         """What ``neurotrain predict`` prints for one record (JSON-able)."""
         return record
+
+    def explain_score(self, outputs: Any, target: int | None = None, settings: Any = None) -> tuple[Any, int]:
+        """``neurotrain analyze attention`` (Grad-CAM): the scalar score of a batch of one's outputs to
+        explain, and its class (``target``, else the predicted one); one line where outputs have none."""
+        raise NeuroTrainError(f"the {self.name} task's outputs have no class score for Grad-CAM to explain")
+
+    def onnx_graphs(self, model: Any, batch: dict[str, Any]) -> list[OnnxGraph]:
+        """The graphs that serve this task's model without torch (``batch``: a collated batch of the test
+        split, or ``probe_inputs``); one line naming why where the model cannot be exported."""
+        raise NeuroTrainError(f"the {self.name} task has no ONNX export")
+
+    def onnx_agreement(
+        self, graph: str, reference: dict[str, Any], exported: dict[str, Any]
+    ) -> dict[str, float]:
+        """Task-level agreement (fractions in [0, 1]) of a graph's onnxruntime outputs with PyTorch's (numpy
+        arrays by output name): the same labels, mask pixels or ranks."""
+        return {}
 
     def save_prediction(
         self, record: dict[str, Any], source: str | Path, out_dir: str | Path | None

@@ -15,7 +15,20 @@ import torch
 
 from ..data.images import inspect_image, upright_size
 from ..errors import NeuroTrainError
-from .base import Task
+from .base import OnnxGraph, Task
+
+
+class LogitsGraph(torch.nn.Module):
+    """``pixel_values -> logits`` of an image model, the graph an image task exports."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        from ..models.registry import logits_of
+
+        return logits_of(self.model(pixel_values=pixel_values))
 
 
 class ImageTask(Task):
@@ -56,3 +69,18 @@ class ImageTask(Task):
         channels = getattr(config, "num_channels", None) or getattr(config, "in_channels", None) or 3
         generator = torch.Generator().manual_seed(0)
         return {"pixel_values": torch.randn(2, channels, size, size, generator=generator)}
+
+    def onnx_graphs(self, model: Any, batch: dict[str, Any]) -> list[OnnxGraph]:
+        """One graph: ``pixel_values -> logits``."""
+        return [OnnxGraph("model", LogitsGraph(model), {"pixel_values": batch["pixel_values"]}, ["logits"])]
+
+    def onnx_agreement(
+        self, graph: str, reference: dict[str, Any], exported: dict[str, Any]
+    ) -> dict[str, float]:
+        """The share of equal decisions: the top label per image (logits ``[B, C]``) or per pixel / voxel
+        (``[B, C, ...]``); one channel is read by its sign (probability 0.5)."""
+        ref, got = reference["logits"], exported["logits"]
+        if ref.ndim < 2:
+            return {}
+        same = (ref > 0) == (got > 0) if ref.shape[1] == 1 else ref.argmax(1) == got.argmax(1)
+        return {"same_top_label" if ref.ndim == 2 else "same_mask_pixels": float(same.mean())}

@@ -21,6 +21,9 @@ import signal
 import sys
 from pathlib import Path
 
+import neurotrain_hf  # noqa: F401 - before transformers, as our entry points: it quiets torchao's import warnings
+
+# isort: split
 from transformers import Trainer, TrainerCallback
 
 from neurotrain_hf.config import load_config

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ...errors import NeuroTrainError
 from ...metrics.classification import softmax
 from ...models.registry import logits_of
 from ...trainer.run_folder import plot_confusion
@@ -68,6 +69,16 @@ class ClassificationTask(ImageTask):
             "label_name": record["label_name"],
             "score": round(record["score"], 6),
         }
+
+    def explain_score(self, outputs: Any, target: int | None = None, settings: Any = None) -> tuple[Any, int]:
+        """Grad-CAM's score: the logit of ``target``, else of the predicted class."""
+        logits = logits_of(outputs)[0]
+        target = int(logits.argmax()) if target is None else int(target)
+        if not 0 <= target < len(logits):
+            raise NeuroTrainError(
+                f"--target {target}: the model has {len(logits)} classes (0..{len(logits) - 1})"
+            )
+        return logits[target], target
 
     def sample_records(self, batch: SampleBatch, out: TestOutputs) -> list[dict[str, Any]]:
         """Per image: reference and predicted label (with names), confidence, correct, loss."""

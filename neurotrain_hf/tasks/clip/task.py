@@ -14,10 +14,10 @@ from typing import Any
 
 import torch
 
-from ..base import SampleBatch, TaskData, TestOutputs, loss_text
+from ..base import OnnxGraph, SampleBatch, TaskData, TestOutputs, loss_text
 from ..image_task import ImageTask
 from .data import prepare
-from .inference import ClipInference, prompt_tokens, text_length
+from .inference import ClipInference, image_embeddings, prompt_tokens, text_embeddings, text_length
 from .models import build_clip_model
 from .processor import BOS_ID, EOS_ID
 from .trainer import ClipTrainer
@@ -194,6 +194,55 @@ class ClipTask(ImageTask):
             "attention_mask": torch.ones_like(ids),
         }
 
+    def onnx_graphs(self, model: Any, batch: dict[str, Any]) -> list[OnnxGraph]:
+        """Two graphs, as retrieval serves them: images -> normalised image embeddings, token ids (and
+        mask) -> normalised text embeddings."""
+        pixels = batch["pixel_values"]
+        if (
+            batch.get("input_ids") is None and batch.get("caption_input_ids") is not None
+        ):  # evaluation batches
+            batch = {
+                "input_ids": batch["caption_input_ids"],
+                "attention_mask": batch.get("caption_attention_mask"),
+            }
+        text_inputs = {k: batch[k] for k in ("input_ids", "attention_mask") if batch.get(k) is not None}
+        return [
+            OnnxGraph("image_encoder", ImageTower(model), {"pixel_values": pixels}, ["image_embeds"]),
+            OnnxGraph("text_encoder", TextTower(model), text_inputs, ["text_embeds"]),
+        ]
+
+    def onnx_agreement(
+        self, graph: str, reference: dict[str, Any], exported: dict[str, Any]
+    ) -> dict[str, float]:
+        """The share of batch rows whose retrieval ranking (cosine similarity to every row) is unchanged."""
+        import numpy as np
+
+        (ref,), (got,) = reference.values(), exported.values()
+        ranks = [np.argsort(-(e @ e.T), axis=1, kind="stable") for e in (ref, got)]
+        return {"same_retrieval_ranks": float((ranks[0] == ranks[1]).all(axis=1).mean())}
+
     def probe_outputs(self, model: Any, inputs: dict[str, Any]) -> list[torch.Tensor]:
         out = model(**inputs)
         return [out.image_embeds.float(), out.text_embeds.float(), out.logits_per_image.float()]
+
+
+class ImageTower(torch.nn.Module):
+    """``pixel_values -> image_embeds`` (normalised) of a CLIP / SigLIP model."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return image_embeddings(self.model, pixel_values)
+
+
+class TextTower(torch.nn.Module):
+    """``input_ids[, attention_mask] -> text_embeds`` (normalised) of a CLIP / SigLIP model."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return text_embeddings(self.model, input_ids, attention_mask)

@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-from ...errors import ConfigError
-from ..base import SampleBatch, TaskData, TestOutputs
+from ...errors import ConfigError, NeuroTrainError
+from ..base import OnnxGraph, SampleBatch, TaskData, TestOutputs
 from ..image_task import ImageTask
 from . import outputs
 from .data import prepare
@@ -142,3 +142,9 @@ class DetectionTask(ImageTask):
         from .demo import build_demo
 
         return build_demo(folder, model_name, examples, **options)
+
+    def onnx_graphs(self, model: Any, batch: dict[str, Any]) -> list[OnnxGraph]:
+        raise NeuroTrainError(
+            "the detection task has no ONNX export: its models return a variable number of boxes per image "
+            "after in-graph post-processing (NMS, the DETR matcher's top-k), which no parity-checked graph covers yet"
+        )

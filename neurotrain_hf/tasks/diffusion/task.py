@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ...errors import ConfigError, NeuroTrainError
-from ..base import SETTINGS_KEY, SampleBatch, Task, TaskData, TestOutputs, loss_text
+from ..base import SETTINGS_KEY, OnnxGraph, SampleBatch, Task, TaskData, TestOutputs, loss_text
 from . import models as _models  # noqa: F401  (registers the UNets)
 
 DEFAULT_SETTINGS = {"sampler": "ddim", "sampling_steps": 50, "guidance_scale": 1.0, "sample_seed": 0}
@@ -136,6 +136,21 @@ class DiffusionTask(Task):
     @classmethod
     def claims(cls, model_config: dict[str, Any]) -> bool:
         return model_config.get("model_type") == "neurotrain_diffusion"
+
+    def onnx_graphs(self, model: Any, batch: dict[str, Any]) -> list[OnnxGraph]:
+        """The denoiser (the sampling weights): noisy images, timesteps (spread over the schedule) and the
+        condition -> the prediction; the sampler's loop stays outside the graph."""
+        sample = batch["pixel_values"].float()
+        steps = int(model.noise_scheduler.config.num_train_timesteps)
+        inputs = {"sample": sample, "timesteps": torch.linspace(0, steps - 1, len(sample)).long()}
+        if model.config.num_classes:
+            labels = batch.get("class_labels")
+            inputs["class_labels"] = (
+                labels if labels is not None else torch.zeros(len(sample), dtype=torch.long)
+            )
+        if model.config.mask_channels:
+            inputs["mask"] = batch["mask"].float()
+        return [OnnxGraph("denoiser", Denoiser(model, list(inputs)), inputs, ["prediction"])]
 
     def load_model(self, folder: str | Path) -> Any:
         """A pipeline folder as the ``DiffusionModel`` the trainer trained (its EMA weights, no EMA copy)."""
@@ -379,3 +394,16 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     """(H, W, C) float in [0, 1] -> uint8 (H, W, C), or (H, W) for one channel."""
     pixels = np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
     return pixels[..., 0] if pixels.shape[-1] == 1 else pixels
+
+
+class Denoiser(torch.nn.Module):
+    """The diffusion model's one denoising call with positional inputs named by ``names`` (the exporter
+    passes inputs by position; which conditions exist depends on the model)."""
+
+    def __init__(self, model: torch.nn.Module, names: list[str]) -> None:
+        super().__init__()
+        self.model, self.names = model, names
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        named = dict(zip(self.names, inputs))
+        return self.model(named["sample"], named["timesteps"], named.get("class_labels"), named.get("mask"))

@@ -87,6 +87,26 @@ def records(
     return out
 
 
+def explain_score(outputs: Any, target: int | None, settings: SegmentationSettings) -> tuple[Any, int]:
+    """Grad-CAM's score for one input: the ``target`` class's logits summed over the pixels predicted as
+    that class (all pixels when none are); binary heads score class 0 by the negated logit. Default
+    target: the foreground class predicted on the most pixels (1 when none is)."""
+    logits = logits_of(outputs)[0]
+    labels = scores_to_labels(logits[None].detach(), settings.threshold_value)[0][0]
+    classes = max(logits.shape[0], 2)
+    if target is None:
+        counts = torch.bincount(labels.flatten(), minlength=classes)[1:]
+        target = int(counts.argmax()) + 1 if counts.sum() else 1
+    if not 0 <= target < classes:
+        raise NeuroTrainError(f"--target {target}: the model has {classes} classes (0..{classes - 1})")
+    if logits.shape[0] == 1:
+        score = logits[0] if target == 1 else -logits[0]
+    else:
+        score = logits[target]
+    mask = labels == target
+    return (score * mask).sum() if mask.any() else score.sum(), target
+
+
 def stem(source: Any) -> str:
     """A file or case-folder name without its extensions (``img0001.nii.gz`` -> ``img0001``)."""
     name = Path(str(source).rstrip("/")).name

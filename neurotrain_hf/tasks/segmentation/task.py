@@ -146,6 +146,9 @@ class SegmentationTask(ImageTask):
     def predictions(self, outputs: Any, model: Any, inputs=None, settings=None) -> list[dict[str, Any]]:
         return prediction.records(outputs, inputs, settings or SegmentationSettings.of(model.config))
 
+    def explain_score(self, outputs: Any, target: int | None = None, settings: Any = None) -> tuple[Any, int]:
+        return prediction.explain_score(outputs, target, settings or SegmentationSettings())
+
     def save_prediction(self, record: dict[str, Any], source, out_dir) -> list[Path]:
         return prediction.save(record, source, out_dir)
 

@@ -11,8 +11,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ...errors import ConfigError, NeuroTrainError
-from ..base import SETTINGS_KEY, SampleBatch, Task, TaskData, TestOutputs, loss_text
+from ..base import SETTINGS_KEY, OnnxGraph, SampleBatch, Task, TaskData, TestOutputs, loss_text
 from . import models as _models  # noqa: F401  (registers llava_tiny)
 
 DEFAULT_SETTINGS = {"max_new_tokens": 16, "num_beams": 1}
@@ -105,6 +107,26 @@ class VLMTask(Task):
         ids = torch.cat([text[:, :2], torch.full((2, patches), token), text[:, 2:]], dim=1)
         pixels = torch.randn(2, 3, vision.image_size, vision.image_size, generator=generator)
         return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "pixel_values": pixels}
+
+    def onnx_graphs(self, model: Any, batch: dict[str, Any]) -> list[OnnxGraph]:
+        """The vision tower + projector (images -> the language model's image-token embeddings); the
+        language model's generation loop stays in PyTorch / a dedicated runtime."""
+        extra = [
+            k for k in ("image_sizes", "image_grid_thw", "pixel_attention_mask") if batch.get(k) is not None
+        ]
+        if extra or getattr(model.config, "model_type", "") != "llava":
+            raise NeuroTrainError(
+                f"a {getattr(model.config, 'model_type', '?')!r} model has no ONNX export here: only LLaVA-style "
+                f"vision towers with fixed-size images export (this one takes {extra or 'other inputs'})"
+            )
+        return [
+            OnnxGraph(
+                "vision_projector",
+                VisionProjector(model),
+                {"pixel_values": batch["pixel_values"]},
+                ["image_features"],
+            )
+        ]
 
     def build_trainer(self, config, model: Any, data: TaskData, callbacks: list | None = None) -> Any:
         from .trainer import VLMTrainer
@@ -264,3 +286,23 @@ class VLMTask(Task):
         from .demo import build_demo
 
         return build_demo(folder, model_name, examples, **options)
+
+
+class VisionProjector(torch.nn.Module):
+    """``pixel_values -> image_features`` ``[batch, image tokens, text width]``: what a LLaVA model puts in
+    place of its image tokens."""
+
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values: Any) -> Any:
+        # get_image_features returns one tensor per image (a split the tracer fixes to the example batch);
+        # the same steps on the whole batch: tower hidden state, CLS dropped ("default"), projector
+        config, inner = self.model.config, self.model.model
+        states = inner.vision_tower(pixel_values, output_hidden_states=True).hidden_states
+        layer = config.vision_feature_layer
+        hidden = states[layer] if isinstance(layer, int) else torch.cat([states[i] for i in layer], dim=-1)
+        if config.vision_feature_select_strategy == "default":
+            hidden = hidden[:, 1:]
+        return inner.multi_modal_projector(hidden)
