@@ -42,9 +42,12 @@ def _main_metric(run: Path) -> str:
     return str(data.get("training", {}).get("metric_for_best_model") or "loss").removeprefix("eval_")
 
 
-def per_sample(run: Path, metric: str) -> tuple[list[str], np.ndarray, list[tuple]]:
-    """(row ids, the per-sample values whose mean is ``metric``, reference columns per row) of a run's
-    ``test_per_sample.csv``; accuracy-like metrics read the ``correct`` column."""
+def per_sample(
+    run: Path, metric: str, fallback: tuple[str, ...] = ()
+) -> tuple[str, list[str], np.ndarray, list[tuple]]:
+    """(column, row ids, the per-sample values whose mean is ``metric``, reference columns per row) of a
+    run's ``test_per_sample.csv``; accuracy-like metrics read the ``correct`` column. A metric no column
+    holds (F1, AUC: not means over samples) falls back to the first column named in ``fallback``."""
     path = run / "test_per_sample.csv"
     if not path.is_file():
         raise DataError(f"{run}: no test_per_sample.csv (run `neurotrain test` on it first)")
@@ -53,8 +56,11 @@ def per_sample(run: Path, metric: str) -> tuple[list[str], np.ndarray, list[tupl
     if not rows:
         raise DataError(f"{path}: no rows")
     column = metric if metric in rows[0] else "correct" if "correct" in rows[0] else None
+    column = column or next((c for c in rows[0] if c in fallback), None)
     if column is None:
-        raise DataError(f"{path}: no per-sample column for {metric!r} (have {', '.join(rows[0])})")
+        raise DataError(
+            f"{path}: no per-sample column for {metric!r} (have {', '.join(rows[0])}); choose one with --metric"
+        )
     key = next((c for c in ID_COLUMNS if c in rows[0]), None)
     ids = [r[key] if key else str(i) for i, r in enumerate(rows)]
     refs = [tuple(r[c] for c in REFERENCE_COLUMNS if c in r) for r in rows]
@@ -62,7 +68,7 @@ def per_sample(run: Path, metric: str) -> tuple[list[str], np.ndarray, list[tupl
         values = np.array([float(r[column]) for r in rows])
     except ValueError as exc:
         raise DataError(f"{path}: column {column!r} is not numeric ({exc})") from None
-    return ids, values, refs
+    return column, ids, values, refs
 
 
 def paired_bootstrap(
@@ -88,16 +94,21 @@ def paired_bootstrap(
     }
 
 
-def _paired(runs: list[Path], metric: str) -> dict[str, Any]:
-    ids_a, a, refs_a = per_sample(runs[0], metric)
-    ids_b, b, refs_b = per_sample(runs[1], metric)
+def _paired(runs: list[Path], metric: str, fallback: tuple[str, ...]) -> dict[str, Any]:
+    column, ids_a, a, refs_a = per_sample(runs[0], metric, fallback)
+    _, ids_b, b, refs_b = per_sample(runs[1], column)
     if ids_a != ids_b or refs_a != refs_b:
         raise DataError(
             f"{runs[0]} and {runs[1]}: their test_per_sample.csv rows differ (ids or references): "
             "not the same test split, no paired comparison"
         )
     result = paired_bootstrap(a, b)
-    result.update(metric=metric, samples=int(a.size), mean_a=float(a.mean()), mean_b=float(b.mean()))
+    result.update(
+        metric=metric if column in (metric, "correct") else column,
+        samples=int(a.size),
+        mean_a=float(a.mean()),
+        mean_b=float(b.mean()),
+    )
     return result
 
 
@@ -144,11 +155,14 @@ def compare_runs(runs: list[str | Path], out_dir: str | Path, metric: str | None
         str(p): _read_json(p / "test_metrics.json") if (p / "test_metrics.json").is_file() else {}
         for p in paths
     }
+    explicit = metric is not None
     metric = (metric or _main_metric(paths[0])).removeprefix("test_")
     report: dict[str, Any] = {"runs": [str(p) for p in paths], "metric": metric, "test_metrics": metrics}
     report["curves"] = str(_plot(paths, [_history(p) for p in paths], out))
     if len(paths) == 2:
-        report["paired"] = _paired(paths, metric)
+        # without --metric, a main metric that is not a per-sample mean falls back to a test metric that is
+        fallback = () if explicit else tuple(k for k in metrics[str(paths[0])] if k not in ("loss", "split"))
+        report["paired"] = _paired(paths, metric, fallback)
     (out / "runs_comparison.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
     (out / "runs_comparison.md").write_text(table(report), encoding="utf-8")
     return report

@@ -101,3 +101,27 @@ def test_cli_compares_two_runs_and_refuses_different_test_splits(tmp_path, capsy
     assert len(err) == 1 and "not the same test split" in err[0]
     assert main(["analyze", "runs", str(run_a), str(tmp_path), "--out", str(tmp_path / "cmp3")]) == 2
     assert "not a run folder" in capsys.readouterr().err
+
+
+def test_a_main_metric_without_a_per_sample_column_falls_back_to_one_that_has_it(tmp_path, capsys):
+    """F1 over pixels is no mean over images: without --metric the comparison pairs a test metric the
+    per-sample file holds (here iou); asking for f1 is one line."""
+    rng = np.random.default_rng(1)
+    iou = {"a": rng.uniform(0.7, 0.9, 50), "b": rng.uniform(0.6, 0.8, 50)}
+    for name, values in iou.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "config.toml").write_text('[training]\nmetric_for_best_model = "f1"\n')
+        metrics = {"split": "test", "f1": 0.8, "iou": float(values.mean()), "loss": 0.3}
+        (folder / "test_metrics.json").write_text(json.dumps(metrics))
+        with open(folder / "test_per_sample.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["index", "sensitivity", "iou", "loss"])
+            w.writerows([i, 0.5, v, 0.3] for i, v in enumerate(values))
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    assert main(["analyze", "runs", a, b, "--out", str(tmp_path / "out")]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith(f"iou {iou['a'].mean():.4f} vs {iou['b'].mean():.4f} on 50 paired samples")
+    assert main(["analyze", "runs", a, b, "--metric", "f1", "--out", str(tmp_path / "out2")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no per-sample column for 'f1'" in err[0] and "--metric" in err[0]
