@@ -11,7 +11,7 @@ export HF_UPDATE_DOWNLOAD_COUNTS ?= 0
 export GRADIO_ANALYTICS_ENABLED ?= False
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install system-packages deepspeed-ops train train-seg train-seg3d train-det train-clip train-diffusion train-vlm test test-fast lint format bench bench-demos bench-metrics docs spaces clean
+.PHONY: install system-packages deepspeed-ops train train-seg train-seg3d train-det train-clip train-diffusion train-vlm tune test test-fast lint format bench bench-demos bench-metrics docs spaces clean
 
 # Reinstalls only when pyproject.toml changes (the stamp is newer otherwise).
 install: $(STAMP)
@@ -53,12 +53,19 @@ train-diffusion: install
 train-vlm: install
 	$(BIN)/python recipes/train_vlm.py recipes/configs/synthetic_vqa_llava.toml
 
-# Debian packages some tests need: Chromium (demo screenshot) and g++ (DeepSpeed JIT-builds its CPU ops).
+# Hyperparameter search: 6 trials of the digits CNN with median pruning (study in runs/neurotrain.db), then
+# runs/classification/digits_cnn_tune/best.toml, which `neurotrain train` runs as is
+tune: install
+	$(BIN)/neurotrain tune recipes/configs/digits_cnn_tune.toml
+
+# Debian packages some tests need: Chromium (demo screenshot), g++ (DeepSpeed JIT-builds its CPU ops) and
+# PostgreSQL (runs-database tests start a server: tests/pg_server.py; Debian keeps its programs off PATH).
 # Installed when missing and run as root; otherwise those tests skip, listed at the end of `make test`,
 # and under CI=true (where .ci/run installs them) the suite stops at once with one line naming what is missing.
 SYSTEM_PACKAGES := chromium g++
 system-packages:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		apt-get update -qq && apt-get install -y -qq $$missing >/dev/null || echo "could not install:$$missing"; \
 	fi

@@ -376,8 +376,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--namespace", default="neurotrain", help="Hub namespace for publish")
     p.add_argument("--endpoint", default=None, help="Hub endpoint (default: HF_ENDPOINT or the Hub)")
     p.add_argument("--dest", default="spaces/metrics", help="folder for `spaces`")
+    from .runs.commands import add_runs_parser
     from .tools.commands import add_tool_parsers
+    from .tune.commands import add_tune_parser
 
+    add_runs_parser(sub)
+    add_tune_parser(sub)
     parser.set_defaults(tool_handlers=add_tool_parsers(sub))
     return parser
 
@@ -408,6 +412,7 @@ def main(argv: list[str] | None = None) -> int:
         "space",
         "quantize",
         "export",
+        "tune",
     ):
         setup_logging()
     handlers = {
@@ -425,6 +430,8 @@ def main(argv: list[str] | None = None) -> int:
         "pull": _cmd_pull,
         "dataset": _cmd_dataset,
         "space": _cmd_space,
+        "runs": lambda args: args.handler(args),
+        "tune": lambda args: args.handler(args),
     }
     try:
         if args.command == "convert" and args.output:

@@ -28,6 +28,8 @@ from .adapters import (
 from .config.experiment import ExperimentConfig
 from .config.io import write_config_file
 from .errors import ConfigError, TrainingHaltedError
+from .runs.live import LiveRecord, device_name
+from .runs.recorder import git_commit
 from .tasks import get_task
 from .tasks.base import TASK_KEY
 from .tester import Tester
@@ -41,6 +43,7 @@ from .trainer.checkpointing import (
 )
 from .trainer.run_folder import CONFIG_NAME, MODEL_DIR, plot_curves, read_history, write_report
 from .trainer.run_lock import RunLock
+from .trainer.trackers import finish_trackers, tracking
 
 logger = logging.getLogger(__name__)
 
@@ -138,6 +141,15 @@ def build(config: ExperimentConfig, callbacks: list | None = None) -> tuple[Any,
     task = get_task(config.basic.task).load()
     set_seed(config.basic.seed)
     data = task.prepare_data(config)
+    model = build_model(config, task, data)
+    return task, data, task.build_trainer(config, model, data, callbacks)
+
+
+def build_model(config: ExperimentConfig, task, data) -> Any:
+    """The task's model for a config, fake-quantized (``[quantization] qat``) or wrapped in its ``[peft]``
+    adapter; also the ``model_init`` of a hyperparameter search (``neurotrain tune``). Seeded here, so a
+    trial's model and the same config trained alone start from the same weights."""
+    set_seed(config.basic.seed)
     model = task.build_model(config, data)
     if config.quantization.qat:
         if config.peft.method != "none":
@@ -154,7 +166,7 @@ def build(config: ExperimentConfig, callbacks: list | None = None) -> tuple[Any,
         if not getattr(model, "name_or_path", ""):
             save_base(model, task, data, config.run_dir / BASE_DIR)
         model = apply_peft(model, config.peft, task.lora_targets(model), task.lora_trained(model))
-    return task, data, task.build_trainer(config, model, data, callbacks)
+    return model
 
 
 def split_to_test(config: ExperimentConfig, splits: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -178,14 +190,20 @@ def split_to_test(config: ExperimentConfig, splits: dict[str, Any]) -> tuple[str
 def run(config: ExperimentConfig, callbacks: list | None = None) -> dict[str, Any]:
     """Train, keep the best model, test it, and write the run folder; returns the report. The main process
     holds the run folder's lock (``trainer/run_lock.py``) meanwhile, so ``neurotrain cleanup`` leaves it alone."""
-    lock = RunLock(config.run_dir)
+    lock, record = RunLock(config.run_dir), LiveRecord()
     try:
-        return _run(config, callbacks, lock)
+        with tracking(config):  # report_to's local stores: build, train, test, finish_trackers
+            return _run(config, callbacks, lock, record)
+    except BaseException as exc:
+        record.failed(exc)
+        raise
     finally:
         lock.release()
 
 
-def _run(config: ExperimentConfig, callbacks: list | None, lock: RunLock) -> dict[str, Any]:
+def _run(
+    config: ExperimentConfig, callbacks: list | None, lock: RunLock, record: LiveRecord
+) -> dict[str, Any]:
     started = time.time()
     if config.hub.push_to_hub and not config.hub.repo_id:
         raise ConfigError(f"{config.source}: [hub] push_to_hub needs repo_id")
@@ -198,6 +216,7 @@ def _run(config: ExperimentConfig, callbacks: list | None, lock: RunLock) -> dic
         write_config_file(config.to_dict(), run_dir / CONFIG_NAME)
         for name, value in data.files.items():  # e.g. the 3D dataset fingerprint
             write_json_atomic(run_dir / name, value)
+        record.start(config, trainer)  # the runs index (docs/runs.md)
     train_output = trainer.train(
         resume_from_checkpoint=resume_argument(config.training.resume_from_checkpoint)
     )
@@ -225,6 +244,8 @@ def _run(config: ExperimentConfig, callbacks: list | None, lock: RunLock) -> dic
         "run_id": config.basic.run_id,
         "run_dir": str(run_dir),
         "world_size": trainer.accelerator.num_processes,
+        "device": device_name(trainer.args.device),
+        "git_commit": git_commit(),
         "global_step": trainer.state.global_step,
         "train": train_output.metrics,
         "best_checkpoint": trainer.state.best_model_checkpoint,
@@ -247,6 +268,8 @@ def _run(config: ExperimentConfig, callbacks: list | None, lock: RunLock) -> dic
         plot_curves(run_dir, read_history(run_dir))
     report["wall_time_s"] = round(time.time() - started, 2)
     write_report(run_dir, report)
+    finish_trackers(config, run_dir, report)
+    record.finish("finished", report)
     if config.hub.push_to_hub:
         from .hub import push_run
 

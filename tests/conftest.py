@@ -168,12 +168,18 @@ def _program(*names: str):
     return lambda: any(shutil.which(n) for n in names)
 
 
+# a session's PostgreSQL server on 127.0.0.1 (tests/pg_server.py): `postgres_url` is a fixture for every test
+from .pg_server import pg_bin_dir, postgres_url  # noqa: E402, F401
+
 PREREQUISITES = {  # name: (present?, how .ci/run installs it)
     "chromium": (_program("chromium", "chromium-browser"), "apt-get install -y chromium"),
     "g++": (_program("g++"), "apt-get install -y g++ (DeepSpeed JIT-builds its CPU ops)"),
+    "postgresql": (lambda: pg_bin_dir() is not None, "apt-get install -y postgresql"),
     "deepspeed": (_module("deepspeed"), "pip install -e '.[deepspeed]'"),
     "gradio": (_module("gradio"), "pip install -e '.[demo]'"),
     "tensorboard": (_module("tensorboard"), "pip install -e '.[dev]'"),
+    "mlflow": (_module("mlflow"), "pip install -e '.[trackers]'"),
+    "trackio": (_module("trackio"), "pip install -e '.[trackers]'"),
 }
 
 
@@ -216,6 +222,10 @@ LONG_FILES = (  # by measured seconds per file in a full run (2 workers), longes
     "test_deepspeed.py",
     "diffusion/test_runs.py",
     "vlm/test_runs.py",
+    "tune/test_tune_workers.py",
+    "tune/test_tune.py",
+    "runs/test_index.py",
+    "test_trackers.py",
     "test_evaluate_modules.py",
     "test_external_task.py",
     "segmentation/test_segmentation_runs.py",

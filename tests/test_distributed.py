@@ -2,6 +2,7 @@
 
 import json
 import math
+import sqlite3
 
 import pytest
 import torch
@@ -45,6 +46,12 @@ def test_two_process_cpu_training(tmp_path):
     assert r0["global_step"] == 2 * math.ceil(train_samples / (16 * 2))  # half the steps of one process
     report = json.loads((tmp_path / "runs" / "classification" / "ddp" / "report.json").read_text())
     assert report["world_size"] == 2 and report["test"]["num_samples"] > 0
+    with sqlite3.connect(tmp_path / "runs" / "neurotrain.db") as conn:  # indexed once, by rank 0
+        indexed = conn.execute("SELECT name, status, world_size FROM runs").fetchall()
+        tested = conn.execute(
+            "SELECT value FROM metrics WHERE split = 'test' AND name = 'num_samples'"
+        ).fetchall()
+    assert indexed == [("ddp", "finished", 2)] and tested == [(report["test"]["num_samples"],)]
 
 
 def _equivalence_config(tmp_path, run_id, **training):

@@ -48,7 +48,7 @@ SECTION_ORDER = (
     "quantization",
     "hub",
 )
-RESERVED_SECTIONS: tuple[str, ...] = ()  # sections read by later tasks, kept verbatim until they exist
+RESERVED_SECTIONS: tuple[str, ...] = ("tune",)  # kept verbatim: [tune] is read by `neurotrain tune`
 # [training] keys that belong to [basic]: one place for each setting.
 MOVED_KEYS = {"seed": "basic", "output_dir": "basic"}
 SECRET_KEY = re.compile(r"(^|_)(token|password|secret)$")  # hub_token, push_to_hub_token, ...

@@ -50,6 +50,17 @@ def render() -> str:
     for name, cls in SECTIONS.items():
         lines += [f"## [{name}]", "", (cls.__doc__ or "").strip(), ""]
         lines += _table(cls, [f for f in dataclasses.fields(cls) if f.init]) + [""]
+    from ..tune.space import TuneSettings
+
+    lines += [
+        "## [tune]",
+        "",
+        "Read by `neurotrain tune` only (docs/tune.md). Its settings are below; every other key is a searched",
+        "parameter: a table with `low`/`high` (`log`, `step`) or `choices`, under the config key's dotted path",
+        "(`learning_rate` means `training.learning_rate`; `model.kwargs.depth`, `model.name`, `peft.r`).",
+        "",
+    ]
+    lines += _table(TuneSettings, [f for f in dataclasses.fields(TuneSettings) if f.init]) + [""]
     shared = {"dataset": DatasetConfig, "augmentation": AugmentationConfig}
     for name, cls in shared.items():
         lines += [f"## [{name}]: keys every task reads", "", " ".join((cls.__doc__ or "").split()), ""]

@@ -8,6 +8,7 @@ checked when a file is loaded.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 
@@ -26,6 +27,23 @@ class BasicConfig:
         default=42, metadata={"help": "Seed for data splits, initialisation and training.", "min": 0}
     )
     output_dir: str = field(default="runs", metadata={"help": "Root folder of all run folders."})
+    database: str = field(
+        default="",
+        metadata={
+            "help": "Runs index (docs/runs.md): a SQLAlchemy URL (e.g. `postgresql+psycopg://host/db`, no "
+            "password: use $NEUROTRAIN_DATABASE or ~/.pgpass) or a SQLite file; empty means "
+            "$NEUROTRAIN_DATABASE, else `<output_dir>/neurotrain.db`; `none` turns indexing off."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        if re.search(r"://[^/@:]*:[^/@]*@", self.database):
+            from ..errors import ConfigError
+
+            raise ConfigError(
+                "[basic] database: the URL holds a password, and the config is copied into every run "
+                "folder; set the URL in $NEUROTRAIN_DATABASE or the password in ~/.pgpass instead"
+            )
 
 
 @dataclass

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..errors import ConfigError
 
 
-def _options_after_config(args: argparse.Namespace, names: dict[str, type]) -> None:
+def options_after_config(args: argparse.Namespace, names: dict[str, type]) -> None:
     """Options typed after CONFIG land in its ``--section.key VALUE`` overrides (argparse's REMAINDER): move
     the command's own (``--out DIR``) back onto ``args``."""
     rest, i = [], 0
@@ -70,7 +70,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         from ..config import load_config
         from .dataset_report import analyze_dataset, summary_line
 
-        _options_after_config(args, {"out": str, "max_images": int})
+        options_after_config(args, {"out": str, "max_images": int})
         config = load_config(args.config, args.overrides)
         print(
             summary_line(analyze_dataset(config, _out(args, "analysis/dataset"), max_images=args.max_images))
@@ -91,7 +91,7 @@ def _cmd_to_parquet(args: argparse.Namespace) -> int:
     from ..config import load_config
     from .parquet import summary_line, to_parquet
 
-    _options_after_config(args, {"out": str, "shard_mb": float, "push": str})
+    options_after_config(args, {"out": str, "shard_mb": float, "push": str})
     if not args.out:
         raise ConfigError("to-parquet: --out DIR is required")
     config = load_config(args.config, args.overrides)

@@ -51,13 +51,15 @@ class HistoryRecorder(TrainerCallback):
     """Appends every log to the run folder's history (main process only)."""
 
     def __init__(self, run_dir: str | Path) -> None:
-        self.run_dir = Path(run_dir)
+        self.base_dir = self.run_dir = Path(run_dir)
         self.rows: list[dict[str, Any]] = []
         self.columns: list[str] = []
 
     def on_train_begin(self, args, state, control, **kwargs):
         if not state.is_world_process_zero:
             return
+        # a hyperparameter-search trial keeps its history in its own folder (``neurotrain tune``)
+        self.run_dir = self.base_dir / state.trial_name if state.trial_name else self.base_dir
         self.run_dir.mkdir(parents=True, exist_ok=True)
         # A resumed run continues the history of its checkpoint: drop rows a crash left past it.
         self.rows = [r for r in read_history(self.run_dir) if r.get("step", 0) <= state.global_step]
