@@ -71,7 +71,8 @@ system-packages:
 	fi
 
 # Two pytest-xdist workers (one per core of the reference machine), a test file per worker at a time so
-# module-scoped trained runs are built once; the 15 slowest tests are printed last.
+# module-scoped trained runs are built once, longest files first (tests/conftest.py LONG_FILES: xdist's
+# default reorder by test count would start them last); the 15 slowest tests are printed last.
 TEST_WORKERS ?= 2
 # DeepSpeed JIT-builds its CPU ops (cpu_adam for offload, the shared-memory all-reduce) on first use: build
 # them once per machine (~/.cache/torch_extensions, reused by every later run) before the suite starts.
@@ -82,7 +83,7 @@ deepspeed-ops: install system-packages
 		|| echo "DeepSpeed's CPU ops were not prebuilt (g++ missing?): the DeepSpeed tests build them, or skip"
 
 test: install system-packages deepspeed-ops
-	$(BIN)/python -m pytest -q tests -n $(TEST_WORKERS) --dist loadfile --durations=15
+	$(BIN)/python -m pytest -q tests -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15
 
 test-fast: install
 	$(BIN)/python -m pytest -q tests -m "not slow"

@@ -376,10 +376,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--namespace", default="neurotrain", help="Hub namespace for publish")
     p.add_argument("--endpoint", default=None, help="Hub endpoint (default: HF_ENDPOINT or the Hub)")
     p.add_argument("--dest", default="spaces/metrics", help="folder for `spaces`")
+    from .planning.commands import add_plan_parser
     from .runs.commands import add_runs_parser
     from .tools.commands import add_tool_parsers
     from .tune.commands import add_tune_parser
 
+    add_plan_parser(sub)
     add_runs_parser(sub)
     add_tune_parser(sub)
     parser.set_defaults(tool_handlers=add_tool_parsers(sub))
@@ -432,6 +434,7 @@ def main(argv: list[str] | None = None) -> int:
         "space": _cmd_space,
         "runs": lambda args: args.handler(args),
         "tune": lambda args: args.handler(args),
+        "plan": lambda args: args.handler(args),
     }
     try:
         if args.command == "convert" and args.output:

@@ -27,7 +27,7 @@ from .adapters import (
 )
 from .config.experiment import ExperimentConfig
 from .config.io import write_config_file
-from .errors import ConfigError, TrainingHaltedError
+from .errors import ConfigError, NeuroTrainError, TrainingHaltedError, peer_lost
 from .runs.live import LiveRecord, device_name
 from .runs.recorder import git_commit
 from .tasks import get_task
@@ -73,7 +73,7 @@ def save_model(trainer, task, data, path: Path) -> Path:
     For a PEFT model this is the adapter folder (adapter weights, config, processor). A failed write (full
     disk) stops with one line naming the folder; the staging folder is removed, the checkpoints kept."""
     staging = path.with_name(f".{path.name}.staging")
-    main = trainer.is_world_process_zero()
+    main = trainer.args.should_save  # rank 0, or each node's main process without a shared filesystem
     if main:
         shutil.rmtree(staging, ignore_errors=True)
     trainer.accelerator.wait_for_everyone()
@@ -195,7 +195,10 @@ def run(config: ExperimentConfig, callbacks: list | None = None) -> dict[str, An
         with tracking(config):  # report_to's local stores: build, train, test, finish_trackers
             return _run(config, callbacks, lock, record)
     except BaseException as exc:
-        record.failed(exc)
+        lost = peer_lost(exc) if not isinstance(exc, NeuroTrainError) else None
+        record.failed(lost or exc)
+        if lost is not None:
+            raise lost from None
         raise
     finally:
         lock.release()

@@ -2,6 +2,7 @@
 
 import json
 import math
+import shutil
 import sqlite3
 
 import pytest
@@ -9,6 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from neurotrain_hf.config import build_config
+from neurotrain_hf.errors import TrainingHaltedError
 from neurotrain_hf.runner import build
 from neurotrain_hf.runner import run as run_experiment
 
@@ -76,9 +78,11 @@ def _equivalence_config(tmp_path, run_id, **training):
 
 @pytest.mark.slow
 def test_two_processes_equal_one_big_batch_and_accumulation(tmp_path):
-    """2 ranks x batch 16 == 1 process x batch 32 == 1 process x 16 x 2 accumulation, to 1e-6."""
+    """2 ranks x batch 16 == 1 process x batch 32 == 1 process x 16 x 2 accumulation, to 1e-6; and the
+    2-rank checkpoint of step 3 resumed on 1 process x 32 (elastic) ends with the 2-rank weights."""
+    saving = {"save_strategy": "steps", "save_steps": 3}
     ddp = write_toml(
-        tmp_path / "ddp.toml", _equivalence_config(tmp_path, "ddp", per_device_train_batch_size=16)
+        tmp_path / "ddp.toml", _equivalence_config(tmp_path, "ddp", per_device_train_batch_size=16, **saving)
     )
     proc = accelerate_launch(2, "tests/helpers/ddp_train.py", str(ddp))
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -95,6 +99,24 @@ def test_two_processes_equal_one_big_batch_and_accumulation(tmp_path):
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
         torch.testing.assert_close(c[key], b[key], rtol=0, atol=1e-6)
+
+    def resumed(run_id, **batch):
+        shutil.copytree(root / "ddp" / "checkpoint-3", root / run_id / "checkpoint-3")
+        data = _equivalence_config(tmp_path, run_id, resume_from_checkpoint="last", **saving, **batch)
+        return build_config(data)
+
+    report = run_experiment(resumed("elastic", per_device_train_batch_size=32))
+    assert report["world_size"] == 1 and report["global_step"] == 6
+    d = weights(root / "elastic")
+    for key in a:
+        torch.testing.assert_close(d[key], a[key], rtol=0, atol=1e-6)
+    with pytest.raises(TrainingHaltedError) as refused:  # 1 x 16: another global batch
+        run_experiment(resumed("smaller", per_device_train_batch_size=16))
+    assert str(refused.value) == (
+        f"resume: {root / 'smaller' / 'checkpoint-3'} was trained with a global batch of 32 (2 process(es) x 16 "
+        "x 1 accumulation), this run has 16 (1 x 16 x 1): keep the product, or set [training] "
+        "allow_global_batch_change = true"
+    )
 
 
 @pytest.mark.slow

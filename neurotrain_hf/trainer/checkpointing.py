@@ -50,14 +50,22 @@ def write_json_atomic(path: str | Path, data: dict) -> None:
     _fsync_dir(path.parent)
 
 
-def mark_complete(checkpoint: str | Path, step: int) -> None:
-    """Flush the checkpoint's files to disk, then write the marker."""
+def mark_complete(checkpoint: str | Path, step: int, **facts: Any) -> None:
+    """Flush the checkpoint's files to disk, then write the marker (with ``facts``: the batch layout)."""
     checkpoint = Path(checkpoint)
     for file in checkpoint.rglob("*"):
         if file.is_file():
             with open(file, "rb+") as f:
                 os.fsync(f.fileno())
-    write_json_atomic(checkpoint / COMPLETE_MARKER, {"step": step, "time": time.time()})
+    write_json_atomic(checkpoint / COMPLETE_MARKER, {"step": step, "time": time.time(), **facts})
+
+
+def marker(checkpoint: str | Path) -> dict[str, Any]:
+    """What ``mark_complete`` recorded ({} for a checkpoint without a readable marker)."""
+    try:
+        return json.loads((Path(checkpoint) / COMPLETE_MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
 
 
 def is_complete(checkpoint: str | Path) -> bool:

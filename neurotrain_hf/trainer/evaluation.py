@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import datasets
 import torch
 
 from ..metrics.registry import StreamingMetrics
+from .node_folders import sees_main_folder, send_to_main
 
 
 def real_count(batch_size: int, accelerator) -> int:
@@ -126,15 +128,25 @@ class TestOutputs:
 
 class SampleWriter:
     """A test run's per-sample outputs: each rank writes its CSV part (the task's ``sample_records``) and
-    files (``write_samples``); rank 0 merges the CSV sorted by index and runs ``finish_outputs``."""
+    files (``write_samples``); rank 0 merges the CSV sorted by index and runs ``finish_outputs``.
+
+    A rank on a node without the main process's folder (no shared filesystem) writes into a staging
+    folder whose files travel to the main process through the process group when the test ends."""
 
     def __init__(self, task: Any, out: TestOutputs, accelerator) -> None:
         self.task, self.out, self.accelerator = task, out, accelerator
         out.rank, out.world_size = accelerator.process_index, accelerator.num_processes
         out.folder.mkdir(parents=True, exist_ok=True)
+        self.folder, self.staging = out.folder, None
+        if not sees_main_folder(accelerator, out.folder):
+            self.staging = out.folder / f".{out.split}_outputs.rank{out.rank}"
+            shutil.rmtree(self.staging, ignore_errors=True)
+            self.staging.mkdir(parents=True)
+            out.folder = self.staging
         for stale in out.folder.glob(f".{out.split}_*.rank{out.rank}"):  # parts of an interrupted run
-            stale.unlink()
-        self.path = out.folder / f"{out.split}_per_sample.csv" if out.per_sample else None
+            if stale.is_file():
+                stale.unlink()
+        self.path = self.folder / f"{out.split}_per_sample.csv" if out.per_sample else None
         self.part = out.part("per_sample.csv")
         self._file = open(self.part, "w", newline="", encoding="utf-8") if self.path else None  # noqa: SIM115
         self._writer: csv.DictWriter | None = None
@@ -154,6 +166,9 @@ class SampleWriter:
         if self._file is not None:
             self._file.close()
         self.accelerator.wait_for_everyone()
+        if self.accelerator.num_processes > 1:
+            send_to_main(self.accelerator, self.staging, self.folder)
+            self.out.folder = self.folder
         if self.accelerator.process_index == 0:
             if self.path is not None:
                 merge_csv_parts(self.out.parts("per_sample.csv"), self.path)

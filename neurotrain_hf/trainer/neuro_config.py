@@ -58,6 +58,14 @@ class NeuroTrainingArguments(TrainingArguments):
             "help": "Stop with a clear error when the training loss is NaN/inf; the last good checkpoint stays."
         },
     )
+    allow_global_batch_change: bool = field(
+        default=False,
+        metadata={
+            "help": "Resume a checkpoint written with another global batch (processes x per-device batch x "
+            "accumulation). Off: refused in one line, since the resumed run would not continue the same "
+            "schedule. Another process count with the same global batch always resumes (elastic)."
+        },
+    )
     monitor_resources: bool = field(
         default=True, metadata={"help": "Log throughput, CPU RAM and GPU memory with the training logs."}
     )
@@ -182,6 +190,8 @@ def deepspeed_without_gpu(args: TrainingArguments) -> None:
     without a launcher gets the rank-0-of-1 environment DeepSpeed needs (it would try MPI discovery).
     With a GPU this does nothing: the ordinary NCCL path works.
     """
+    import datetime
+
     import torch
 
     if not deepspeed_requested(args) or torch.cuda.is_available():
@@ -197,7 +207,7 @@ def deepspeed_without_gpu(args: TrainingArguments) -> None:
     flag = os.environ.get("ACCELERATE_USE_DEEPSPEED")
     os.environ["ACCELERATE_USE_DEEPSPEED"] = "true"  # also for `[training] deepspeed` without the launcher
     try:
-        PartialState(backend="gloo")
+        PartialState(backend="gloo", timeout=datetime.timedelta(seconds=args.ddp_timeout))
     finally:
         if flag is None:
             del os.environ["ACCELERATE_USE_DEEPSPEED"]

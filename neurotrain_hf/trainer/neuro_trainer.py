@@ -30,6 +30,7 @@ from typing import Any
 
 import datasets
 import torch
+from accelerate import PartialState
 from transformers import EarlyStoppingCallback, PreTrainedModel, Trainer
 from transformers.trainer_pt_utils import find_batch_size
 
@@ -46,6 +47,7 @@ from .checkpointing import (
     last_good_checkpoint,
     load_model_weights,
     mark_complete,
+    marker,
     remove_incomplete,
     rotate_checkpoints,
     write_error_text,
@@ -53,6 +55,7 @@ from .checkpointing import (
 from .evaluation import EvalState, SampleBatch, SampleWriter, first_n, real_count
 from .inference import Inference
 from .neuro_config import NeuroTrainingArguments, deepspeed_requested
+from .node_folders import agree_on_checkpoint, any_rank, sees_main_folder
 from .run_folder import HistoryRecorder
 
 logger = logging.getLogger(__name__)
@@ -207,8 +210,11 @@ class NeuroTrainer(Trainer):
         return self.loss_fn(logits, labels, num_items_in_batch)
 
     def training_step(self, model, inputs, num_items_in_batch=None):
-        loss = super().training_step(model, inputs, num_items_in_batch)
-        if self.args.stop_on_nonfinite_loss:  # kept on the device; checked once per optimizer step
+        return self.track_nonfinite(super().training_step(model, inputs, num_items_in_batch))
+
+    def track_nonfinite(self, loss: torch.Tensor) -> torch.Tensor:
+        """Note a non-finite micro-batch loss (kept on the device; checked once per optimizer step)."""
+        if self.args.stop_on_nonfinite_loss:
             bad = ~torch.isfinite(loss.detach())
             self._nonfinite = bad if self._nonfinite is None else self._nonfinite | bad
         return loss
@@ -334,7 +340,7 @@ class NeuroTrainer(Trainer):
                 return
             if self.last_eval and self._last_eval_step == self.state.global_step:  # this step's evaluation
                 (path / EVAL_ARTIFACTS).write_text(json.dumps(self.last_eval), encoding="utf-8")
-            mark_complete(path, self.state.global_step)
+            mark_complete(path, self.state.global_step, **self.batch_layout())
         except Exception as exc:
             if not is_write_error(exc):
                 raise
@@ -343,6 +349,19 @@ class NeuroTrainer(Trainer):
             self.args.save_total_limit = limit
         keep = [p for p in (self.state.best_model_checkpoint, self._protected) if p]
         rotate_checkpoints(run_dir, limit, keep=keep)
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        """Weights on every node's main process under ``save_on_each_node``: transformers 5's
+        ``save_pretrained`` writes on global rank 0 only, whatever ``is_main_process`` the Trainer passes,
+        which leaves other nodes' checkpoints without weights (nothing to resume from)."""
+        if not (self.args.save_on_each_node and self.args.should_save and not self.is_world_process_zero()):
+            return super()._save(output_dir, state_dict)
+        model = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
+        model.should_save_on_this_rank = lambda is_main_process: is_main_process  # this call only
+        try:
+            return super()._save(output_dir, state_dict)
+        finally:
+            del model.should_save_on_this_rank
 
     def save_failed(self, path: Path, exc: BaseException) -> TrainingHaltedError:
         """The one-line stop for a checkpoint that could not be written (its partial folder removed)."""
@@ -385,19 +404,72 @@ class NeuroTrainer(Trainer):
         else:
             super()._load_best_model()
 
+    def batch_layout(self) -> dict[str, int]:
+        """Processes, per-device batch, accumulation and their product: what a checkpoint was trained with."""
+        args = self.args
+        per_device, steps = args.per_device_train_batch_size, args.gradient_accumulation_steps
+        return {
+            "world_size": args.world_size,
+            "per_device_batch": per_device,
+            "accumulation": steps,
+            "global_batch": args.world_size * per_device * steps,
+        }
+
+    def check_global_batch(self, checkpoint: str | Path) -> None:
+        """Elastic resume: another process count is fine, another global batch only when allowed."""
+        then, now = marker(checkpoint), self.batch_layout()
+        if "global_batch" not in then or then["global_batch"] == now["global_batch"]:
+            if then.get("world_size", now["world_size"]) != now["world_size"]:
+                logger.info(
+                    "resuming %s on %d processes (written by %d): same global batch of %d",
+                    checkpoint,
+                    now["world_size"],
+                    then["world_size"],
+                    now["global_batch"],
+                )
+            return
+        if self.args.allow_global_batch_change:
+            logger.warning(
+                "resuming %s with global batch %d (written with %d)",
+                checkpoint,
+                now["global_batch"],
+                then["global_batch"],
+            )
+            return
+        raise TrainingHaltedError(
+            f"resume: {checkpoint} was trained with a global batch of {then['global_batch']} ({then['world_size']} "
+            f"process(es) x {then['per_device_batch']} x {then['accumulation']} accumulation), this run has "
+            f"{now['global_batch']} ({now['world_size']} x {now['per_device_batch']} x {now['accumulation']}): "
+            "keep the product, or set [training] allow_global_batch_change = true"
+        )
+
+    def use_node_folders(self) -> None:
+        """Nodes without a shared filesystem (a run folder per node): each node's main process saves
+        the checkpoints (``save_on_each_node``), so that every node can resume from its own disk."""
+        if self.args.world_size == 1 or self.args.save_on_each_node:
+            return
+        state = PartialState()  # not self.accelerator: a search trial rebuilds it inside train()
+        if any_rank(state, not sees_main_folder(state, self.args.output_dir)):
+            logger.info("the run folder is not shared by every node: each node saves its own checkpoints")
+            self.args.save_on_each_node = True
+
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
         """``True``/``"last"``: newest complete checkpoint (error if none); ``"auto"``: that, or start fresh.
 
         A checkpoint named by path is never deleted (not by cleanup, not by rotation).
         """
+        self.use_node_folders()
         if resume_from_checkpoint in (True, "auto"):
-            last = last_good_checkpoint(self.args.output_dir)
+            last = agree_on_checkpoint(PartialState(), last_good_checkpoint(self.args.output_dir))
             if last is None and resume_from_checkpoint is True:
                 raise TrainingHaltedError(f"{self.args.output_dir}: no complete checkpoint to resume from")
             resume_from_checkpoint = str(last) if last is not None else None
         elif resume_from_checkpoint:
             self._protected = str(Path(resume_from_checkpoint))
+            agree_on_checkpoint(PartialState(), resume_from_checkpoint)
             check_resumable(resume_from_checkpoint)
+        if resume_from_checkpoint:
+            self.check_global_batch(resume_from_checkpoint)
         if resume_from_checkpoint and self.args.should_save:
             for path in remove_incomplete(self.args.output_dir, keep=[resume_from_checkpoint]):
                 logger.warning("removed incomplete checkpoint %s", path)

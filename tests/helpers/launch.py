@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
-from ..conftest import RECIPES, free_port, run_python
+from ..conftest import OFFLINE, RECIPES, ROOT, free_port, run_python
 
 ACCELERATE_CONFIGS = RECIPES / "accelerate"
 
@@ -43,3 +46,42 @@ def accelerate_launch(
         ]
     command = ["-m", "accelerate.commands.launch", *launcher, "--main_process_port", str(free_port())]
     return run_python([*command, *script_args], timeout=timeout, env=env)
+
+
+def launch_node(
+    machine_rank: int, port: int, log: Path, *script_args: str, num_machines: int = 2
+) -> subprocess.Popen:
+    """One simulated node of a multi-node run on this machine: ``accelerate launch --num_machines N
+    --machine_rank R --main_process_ip 127.0.0.1``, one process per node, as docs/distributed.md says.
+
+    Its output goes to ``log`` (stdout and stderr): a pipe nobody reads would stall a long run."""
+    command = [
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        str(num_machines),
+        "--num_machines",
+        str(num_machines),
+        "--machine_rank",
+        str(machine_rank),
+        "--main_process_ip",
+        "127.0.0.1",
+        "--main_process_port",
+        str(port),
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        *script_args,
+    ]
+    env = {**os.environ, **OFFLINE, "PYTHONUNBUFFERED": "1"}
+    with open(log, "w", encoding="utf-8") as out:
+        return subprocess.Popen(  # its own session: a test can SIGKILL the whole "node"
+            [sys.executable, *command],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=ROOT,
+            start_new_session=True,
+        )

@@ -70,6 +70,14 @@ class ClipConfig(NeuroTrainingArguments):
             "memory linear in the global batch; same loss and gradients."
         },
     )
+    contrastive_chunk: int = field(
+        default=0,
+        metadata={
+            "help": "Gradient caching (GradCache): embed the batch this many samples at a time, compute the "
+            "loss on the full batch (negatives of every process included), then back-propagate chunk by "
+            "chunk. Same gradients as the full batch; activation memory of one chunk. 0 = off."
+        },
+    )
     freeze: str = field(
         default="none",
         metadata={
@@ -117,6 +125,10 @@ class ClipConfig(NeuroTrainingArguments):
     )
 
     def __post_init__(self) -> None:
+        if self.contrastive_chunk < 0:
+            raise ConfigError(
+                f"[training] contrastive_chunk = {self.contrastive_chunk}: must be 0 (off) or more"
+            )
         for template in self.zero_shot_templates:
             if "{}" not in template:
                 raise ConfigError(

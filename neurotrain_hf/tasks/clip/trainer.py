@@ -23,6 +23,7 @@ from ...trainer.neuro_config import deepspeed_requested
 from ...trainer.neuro_trainer import NeuroTrainer
 from .config import ClipConfig
 from .data import CaptionSampledDataset, ClipTransform
+from .gradient_cache import cached_gradient_step
 from .inference import ClipInference, class_embeddings, prompt_tokens
 from .loss import MAX_LOGIT_SCALE
 from .models import freeze_tower
@@ -66,6 +67,11 @@ class ClipTrainer(NeuroTrainer):
                 f"[training] loss = 'siglip' needs a model with a learnable logit_bias (e.g. SiglipModel); "
                 f"{type(core).__name__} has none: use loss = 'infonce'"
             )
+        if args.contrastive_chunk and deepspeed_requested(args):
+            raise ConfigError(
+                "[training] contrastive_chunk runs several backward passes per step, which DeepSpeed counts "
+                "as gradient-accumulation steps: use it with DDP (set contrastive_chunk = 0 under DeepSpeed)"
+            )
         freeze_tower(model, args.freeze)
         core.register_forward_hook(self._keep_logit_params)
         names = list(args.metrics or [])
@@ -107,6 +113,33 @@ class ClipTrainer(NeuroTrainer):
 
     def count_items(self, inputs: dict[str, Any]) -> None:
         return None  # a batch-level loss: gradient accumulation averages over micro-batches
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        """With ``contrastive_chunk``: the gradient-cached step (``gradient_cache.py``), else the Trainer's."""
+        chunk = self.args.contrastive_chunk
+        if not chunk:
+            return super().training_step(model, inputs, num_items_in_batch)
+        model.train()
+        inputs = self._prepare_inputs(inputs)
+        with self.compute_loss_context_manager():
+            loss = cached_gradient_step(
+                model,
+                self.inference.model_inputs(inputs),
+                chunk,
+                lambda image, text, params: self.contrastive(
+                    image,
+                    text,
+                    params["logit_scale"],
+                    params.get("logit_bias"),
+                    gather_with_grad=self.args.gather_with_grad,
+                    local_loss=self.args.local_loss,
+                ),
+                lambda: self._logit_params,
+                self.accelerator.backward,
+                lambda: self.accelerator.no_sync(model),
+                scale=self.current_gradient_accumulation_steps,
+            )
+        return self.track_nonfinite(loss)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = model(**self.inference.model_inputs(inputs))

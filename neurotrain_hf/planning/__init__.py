@@ -1,0 +1,1 @@
+"""Memory planning for distributed training: `neurotrain plan` (docs/distributed.md)."""
