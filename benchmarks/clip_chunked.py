@@ -36,8 +36,7 @@ def one(batch: int, chunk: int, steps: int) -> dict:
         "training.max_steps": steps,
         "training.eval_strategy": "no",
         "training.save_strategy": "no",
-        "training.report_to": "none",
-        "training.disable_tqdm": True,
+        "training.disable_tqdm": "true",
         "training.logging_steps": steps,
         "basic.output_dir": tempfile.mkdtemp(prefix="clip-chunked-"),
     }

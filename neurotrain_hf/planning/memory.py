@@ -141,8 +141,10 @@ def _zero2(layout: Layout, p: Precision) -> Estimate:
 
 @register_strategy("zero3", "ZeRO-3", _deepspeed(3))
 def _zero3(layout: Layout, p: Precision) -> Estimate:
+    """Everything sharded; the layer being computed is gathered whole (its working weights)."""
     n, gpus = layout.parameters, layout.gpus
-    return Estimate(p.weights * n / gpus, p.gradients * n / gpus, p.optimizer * n / gpus)
+    gathered = p.weights * layout.largest_layer
+    return Estimate(p.weights * n / gpus + gathered, p.gradients * n / gpus, p.optimizer * n / gpus)
 
 
 FSDP2 = {

@@ -265,8 +265,11 @@ def _exact(tmp_path, run_id, batch_size, **sections):
 @pytest.mark.slow
 def test_two_processes_of_batch_b_equal_one_process_of_batch_2b(tmp_path):
     """Same samples, same caption per image, loss over the gathered global batch: final weights and
-    every logged loss of 2 ranks x 8 equal one process x 16, across an epoch boundary."""
-    cfg = write_toml(tmp_path / "ddp.toml", _exact(tmp_path, "ddp", 8))
+    every logged loss of 2 ranks x 8 equal one process x 16, across an epoch boundary. The 2 ranks cache
+    gradients in uneven chunks (contrastive_chunk = 3: 3 + 3 + 2 per rank, DDP synced on the last)."""
+    ddp = _exact(tmp_path, "ddp", 8)
+    ddp["training"]["contrastive_chunk"] = 3
+    cfg = write_toml(tmp_path / "ddp.toml", ddp)
     proc = accelerate_launch(2, "recipes/train_clip.py", str(cfg))
     assert proc.returncode == 0, proc.stderr[-3000:]
     start = StartWeights()
