@@ -99,9 +99,12 @@ class ClipTrainer(NeuroTrainer):
         if bias is not None:
             self._logit_params["logit_bias"] = bias * 1.0
 
-    def pair_loss(self, image_embeds: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tensor:
-        """The configured contrastive loss of a batch of matching (image, text) embeddings."""
-        params = self._logit_params
+    def pair_loss(
+        self, image_embeds: torch.Tensor, text_embeds: torch.Tensor, params: dict | None = None
+    ) -> torch.Tensor:
+        """The configured contrastive loss of a batch of matching (image, text) embeddings; ``params``:
+        the temperature (and bias), by default as the model's last forward used them."""
+        params = self._logit_params if params is None else params
         return self.contrastive(
             image_embeds,
             text_embeds,
@@ -126,14 +129,7 @@ class ClipTrainer(NeuroTrainer):
                 model,
                 self.inference.model_inputs(inputs),
                 chunk,
-                lambda image, text, params: self.contrastive(
-                    image,
-                    text,
-                    params["logit_scale"],
-                    params.get("logit_bias"),
-                    gather_with_grad=self.args.gather_with_grad,
-                    local_loss=self.args.local_loss,
-                ),
+                self.pair_loss,
                 lambda: self._logit_params,
                 self.accelerator.backward,
                 lambda: self.accelerator.no_sync(model),
