@@ -129,6 +129,33 @@ def optuna_storage(study: Study):
     )
 
 
+def fail_dead_trials(loaded, storage, grace_s: float) -> None:
+    """Stale trials turn FAIL (optuna's heartbeat), and so do RUNNING trials that never beat once and
+    started over ``grace_s`` ago: a worker killed between optuna's ask and its first heartbeat leaves one,
+    and optuna skips trials without a heartbeat, so the study would count it forever."""
+    from datetime import datetime, timedelta
+
+    import optuna
+    import sqlalchemy
+
+    optuna.storages.fail_stale_trials(loaded)
+    query = sqlalchemy.text(
+        "SELECT t.trial_id, t.datetime_start FROM trials t JOIN studies s ON s.study_id = t.study_id "
+        "WHERE s.study_name = :name AND t.state = 'RUNNING' "
+        "AND t.trial_id NOT IN (SELECT trial_id FROM trial_heartbeats)"
+    )
+    with storage.engine.connect() as conn:
+        silent = conn.execute(query, {"name": loaded.study_name}).all()
+    oldest = datetime.now() - timedelta(seconds=grace_s)  # optuna stamps trials with naive local time
+    for trial_id, start in silent:
+        start = datetime.fromisoformat(start) if isinstance(start, str) else start
+        if start is not None and start < oldest:
+            try:
+                storage.set_trial_state_values(trial_id, state=optuna.trial.TrialState.FAIL)
+            except optuna.exceptions.UpdateFinishedTrialError:  # another worker got there first
+                pass
+
+
 def load_study(study: Study, storage):
     """The study, created on first use; one of the same name made for another task or metric is refused."""
     import optuna
@@ -233,7 +260,7 @@ def _trials(study: Study, base: ExperimentConfig, worker: int, callbacks: list |
         go = failures < MAX_FAILURES
         if main and go:
             loaded = load_study(study, storage)
-            optuna.storages.fail_stale_trials(loaded)
+            fail_dead_trials(loaded, storage, storage.grace_period)
             go = len(loaded.get_trials(deepcopy=False, states=_states(COUNTED))) < study.settings.trials
             seed = (study.settings.sampler_seed or 0) + 1000 * worker + len(loaded.trials)
         if not _broadcast(go):

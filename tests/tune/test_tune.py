@@ -236,3 +236,25 @@ def test_a_search_whose_trials_all_fail_stops_with_the_error(tmp_path, capsys):
 
     study = optuna.load_study(study_name="t", storage=f"sqlite:///{tmp_path / 'runs' / 'neurotrain.db'}")
     assert [t.state.name for t in study.trials] == ["FAIL"] * 5
+
+
+def test_a_trial_killed_before_its_first_heartbeat_turns_fail_once_the_grace_period_is_over(tmp_path):
+    """optuna skips RUNNING trials without a heartbeat in fail_stale_trials: a worker SIGKILLed between
+    ask and the heartbeat thread's first beat would keep its trial counted forever."""
+    import optuna
+
+    from neurotrain_hf.tune.search import fail_dead_trials
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 's.db'}", heartbeat_interval=1, grace_period=1)
+    study = optuna.create_study(study_name="s", storage=storage)
+    other = optuna.create_study(study_name="other", storage=storage)
+    silent, other_silent = study.ask(), other.ask()  # asked, never beaten: what a kill right after ask leaves
+    beating = study.ask()
+    time.sleep(1.3)
+    storage.record_heartbeat(beating._trial_id)  # a live worker's trial: fresh heartbeat
+    young = study.ask()  # asked just now: its heartbeat thread may not have run yet
+    fail_dead_trials(study, storage, 1)
+    states = {t.number: t.state.name for t in study.get_trials()}
+    assert states == {silent.number: "FAIL", beating.number: "RUNNING", young.number: "RUNNING"}
+    assert other.get_trials()[other_silent.number].state.name == "RUNNING"  # only this study's trials
