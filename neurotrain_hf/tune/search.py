@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import uuid
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -150,10 +151,8 @@ def fail_dead_trials(loaded, storage, grace_s: float) -> None:
     for trial_id, start in silent:
         start = datetime.fromisoformat(start) if isinstance(start, str) else start
         if start is not None and start < oldest:
-            try:
+            with suppress(optuna.exceptions.UpdateFinishedTrialError):  # another worker got there first
                 storage.set_trial_state_values(trial_id, state=optuna.trial.TrialState.FAIL)
-            except optuna.exceptions.UpdateFinishedTrialError:  # another worker got there first
-                pass
 
 
 def load_study(study: Study, storage):

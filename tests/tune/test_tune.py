@@ -246,7 +246,9 @@ def test_a_trial_killed_before_its_first_heartbeat_turns_fail_once_the_grace_per
     from neurotrain_hf.tune.search import fail_dead_trials
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 's.db'}", heartbeat_interval=1, grace_period=1)
+    storage = optuna.storages.RDBStorage(
+        f"sqlite:///{tmp_path / 's.db'}", heartbeat_interval=1, grace_period=1
+    )
     study = optuna.create_study(study_name="s", storage=storage)
     other = optuna.create_study(study_name="other", storage=storage)
     silent, other_silent = study.ask(), other.ask()  # asked, never beaten: what a kill right after ask leaves
