@@ -229,6 +229,14 @@ def _cmd_push(args) -> int:
     return 0
 
 
+def _cmd_consolidate(args) -> int:
+    from .trainer.consolidation import consolidate
+
+    out = consolidate(args.checkpoint, args.out)
+    print(f"consolidated model: {out}")
+    return 0
+
+
 def _cmd_pull(args) -> int:
     from .hub import pull
 
@@ -342,6 +350,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--include-optimizer", action="store_true", help="with checkpoints: optimizer/scheduler state"
     )
+    p = sub.add_parser(
+        "consolidate", help="ZeRO-3 / FSDP2 shards of a checkpoint -> one from_pretrained model folder"
+    )
+    p.add_argument("checkpoint", help="a checkpoint (or model) folder holding per-rank shards")
+    p.add_argument("--out", default=None, help="output folder (default CHECKPOINT/consolidated)")
     p = sub.add_parser("pull", help="snapshot a Hub model repo into the cache and print its folder")
     p.add_argument("repo_id")
     p.add_argument("--revision", default=None)
@@ -409,6 +422,7 @@ def main(argv: list[str] | None = None) -> int:
         "generate",
         "lora",
         "push",
+        "consolidate",
         "pull",
         "dataset",
         "space",
@@ -429,6 +443,7 @@ def main(argv: list[str] | None = None) -> int:
         "metrics": _cmd_metrics,
         "lora": _cmd_lora,
         "push": _cmd_push,
+        "consolidate": _cmd_consolidate,
         "pull": _cmd_pull,
         "dataset": _cmd_dataset,
         "space": _cmd_space,

@@ -74,6 +74,15 @@ def stage_run(
     model, adapter = run_dir / "model", run_dir / "adapter"
     if not model.is_dir() and not adapter.is_dir():
         raise NeuroTrainError(f"{run_dir}: no model/ or adapter/ folder (is this a finished run folder?)")
+    from .trainer.consolidation import shard_set
+
+    folders = [model] + (sorted(run_dir.glob("checkpoint-*")) if include_checkpoints else [])
+    for folder in folders:
+        if shard_set(folder):
+            raise NeuroTrainError(
+                f"{folder}: per-rank {shard_set(folder)} shards, not a model one process loads: run "
+                f"`neurotrain consolidate {folder}` first"
+            )
     if model.is_dir():
         shutil.copytree(model, dest, dirs_exist_ok=True)
     if adapter.is_dir():

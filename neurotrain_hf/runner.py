@@ -41,6 +41,7 @@ from .trainer.checkpointing import (
     write_error_text,
     write_json_atomic,
 )
+from .trainer.consolidation import consolidate_in_place, save_full_state
 from .trainer.run_folder import CONFIG_NAME, MODEL_DIR, plot_curves, read_history, write_report
 from .trainer.run_lock import RunLock
 from .trainer.trackers import finish_trackers, tracking
@@ -79,8 +80,10 @@ def save_model(trainer, task, data, path: Path) -> Path:
     trainer.accelerator.wait_for_everyone()
     setattr(trainer.model.config, TASK_KEY, task.name)
     try:
-        trainer.save_model(str(staging))
+        if not save_full_state(trainer, staging):  # FSDP's sharded states: gathered here
+            trainer.save_model(str(staging))
         if main:
+            consolidate_in_place(staging)  # ZeRO-3 without its 16-bit gather leaves per-rank shards
             (staging / "training_args.bin").unlink(missing_ok=True)  # a pickle; config.toml says the same
             if data.processor is not None:
                 data.processor.save_pretrained(str(staging))
@@ -141,6 +144,10 @@ def build(config: ExperimentConfig, callbacks: list | None = None) -> tuple[Any,
     task = get_task(config.basic.task).load()
     set_seed(config.basic.seed)
     data = task.prepare_data(config)
+    if config.dataset.streaming:  # the train split becomes this process's stream (data/streaming.py)
+        from .data.streaming import stream_train_split
+
+        stream_train_split(config, data)
     model = build_model(config, task, data)
     return task, data, task.build_trainer(config, model, data, callbacks)
 

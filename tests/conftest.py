@@ -230,6 +230,8 @@ LONG_FILES = (  # by measured seconds per file in a full run (2 workers), longes
     "test_external_task.py",
     "segmentation/test_segmentation.py",
     "tune/test_tune.py",
+    "test_streaming.py",
+    "test_sharded_checkpoints.py",
     "test_cli_and_recipe.py",
     "test_trackers.py",
     "diffusion/test_ema.py",

@@ -5,6 +5,7 @@ optimizer); ZeRO-3 saves gathered, full-shape model folders that the Auto classe
 """
 
 import json
+import shutil
 from types import SimpleNamespace
 
 import pytest
@@ -109,6 +110,36 @@ def test_zero3_saves_full_model_that_auto_classes_load(ddp_sgd):
             for run in (zero3, ddp)
         ]
     torch.testing.assert_close(logits[0], logits[1], rtol=0, atol=TOLERANCE)
+
+    # the same checkpoints written without the 16-bit gather (per-rank ZeRO partitions only) consolidate
+    # to the exact weights, on one CPU process, with the run's processor: a folder the Predictor serves
+    from neurotrain_hf.cli import main
+    from neurotrain_hf.predictor import Predictor
+    from neurotrain_hf.trainer.consolidation import consolidate_in_place
+
+    checkpoint = zero3 / "checkpoint-3"
+    gathered = weights(zero3, "checkpoint-3")
+    (checkpoint / "model.safetensors").unlink()
+    assert main(["consolidate", str(checkpoint)]) == 0
+    assert_exactly(weights(zero3, "checkpoint-3/consolidated"), gathered)
+    images = [pixels[i, 0].numpy() * 16 for i in range(2)]
+    predicted = Predictor.from_pretrained(checkpoint / "consolidated").predict(images)
+    assert [p["label"] for p in predicted] == [
+        p["label"] for p in Predictor.from_pretrained(zero3).predict(images)
+    ]
+    final = (
+        tmp_path / "final_partitions"
+    )  # a model/ folder as Trainer.save_model leaves it without the gather
+    shutil.copytree(zero3 / "checkpoint-6", final)
+    (final / "model.safetensors").unlink()
+    assert consolidate_in_place(final) and not consolidate_in_place(final)  # once; then it is whole
+    assert_exactly(load_file(str(final / "model.safetensors")), weights(zero3, "checkpoint-6"))
+
+
+def assert_exactly(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
 
 
 @pytest.mark.slow

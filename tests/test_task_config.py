@@ -125,6 +125,8 @@ def test_task_sections_are_the_tasks_own_classes():
         "max_samples",
         "cache_dir",
         "skip_bad_samples",
+        "streaming",
+        "shuffle_buffer",
     }
     assert not dataclasses.fields(AugmentationConfig)  # nothing every task reads
     detection = {f.name for f in dataclasses.fields(get_task("detection").section_class("augmentation"))}

@@ -121,6 +121,22 @@ class DatasetConfig:
             "stopping with an error naming the first one."
         },
     )
+    streaming: bool = field(
+        default=False,
+        metadata={
+            "help": "Stream the train split from its shards (`parquet` from `neurotrain to-parquet`, `webdataset` "
+            ".tar files, or such a Hub dataset) instead of loading it: split by process, shuffled by shard order "
+            "and a buffer, resumed exactly; valid/test stay map-style (docs/distributed.md, Streaming shards)."
+        },
+    )
+    shuffle_buffer: int = field(
+        default=1000,
+        metadata={
+            "help": "Streaming: rows in the shuffle buffer (on top of the shard order shuffled each epoch); 0 "
+            "keeps the order of the shards' rows.",
+            "min": 0,
+        },
+    )
 
 
 @dataclass

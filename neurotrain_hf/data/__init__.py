@@ -3,6 +3,7 @@
 from . import (
     hybrid,  # noqa: F401  (registers the "hybrid" dataset)
     parquet,  # noqa: F401  (registers the "parquet" dataset: `neurotrain to-parquet` output)
+    shards,  # noqa: F401  (registers the "webdataset" dataset: .tar shards)
 )
 from .api import (
     dataset_info,

@@ -138,10 +138,14 @@ def parquet(cfg: DatasetConfig) -> DatasetSource:
         raise DataError(f"[dataset] parquet: {where}: folder not found")
     card = read_card(cfg, where)
     meta = (card or {}).get(CARD_KEY)
+    splits: dict[str, datasets.Dataset] = {}
+    if cfg.streaming:  # the first train rows and valid/test; the runner streams the train split
+        from .shards import load_splits
+
+        splits = dict(load_splits(cfg))
     if not isinstance(meta, dict) or not isinstance(meta.get("splits"), dict):
-        return DatasetSource(load_hub(cfg, cfg.root))
-    splits = {}
-    for split, info in meta["splits"].items():
+        return DatasetSource(datasets.DatasetDict(splits) if cfg.streaming else load_hub(cfg, cfg.root))
+    for split, info in meta["splits"].items() if not cfg.streaming else ():
         features = datasets.Features.from_dict(json.loads(info["features"]))
         splits[split] = _load_split(cfg, card, split, features, where)
     cls = source_class(str(meta.get("source_class", "")))

@@ -117,6 +117,7 @@ class NeuroTrainingArguments(TrainingArguments):
             raise ConfigError(
                 "early_stopping_patience needs evaluation: set eval_strategy to `epoch` or `steps`"
             )
+        fsdp_without_gpu(self)
         use_cpu_without_gpu(self)
         cpu_threads_under_launcher()
         check_offload_optimizer(self)
@@ -138,6 +139,18 @@ def accelerator_available() -> bool:
 def deepspeed_requested(args: TrainingArguments) -> bool:
     """DeepSpeed is on: ``accelerate launch`` with a DeepSpeed config, or ``[training] deepspeed`` set."""
     return os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() in ("1", "true") or bool(args.deepspeed)
+
+
+def fsdp_without_gpu(args: TrainingArguments) -> None:
+    """Refuse FSDP without a GPU in one line: Accelerate enables FSDP on accelerator devices only, so on
+    CPU processes an FSDP config silently trains plain DDP (with ``use_cpu``) or each process alone."""
+    requested = os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true") or bool(args.fsdp)
+    if requested and not accelerator_available():
+        raise ConfigError(
+            "FSDP needs GPUs: Accelerate turns an FSDP config on CPU processes into plain DDP without a word. "
+            "On CPU use recipes/accelerate/zero3.yaml (DeepSpeed ZeRO-3 shards the same states over gloo); "
+            "on GPUs recipes/accelerate/fsdp2.yaml (benchmarks/gpu_proof.sh checks it)"
+        )
 
 
 def cpu_threads_under_launcher() -> None:

@@ -34,6 +34,8 @@ from accelerate import PartialState
 from transformers import EarlyStoppingCallback, PreTrainedModel, Trainer
 from transformers.trainer_pt_utils import find_batch_size
 
+from ..data.streaming import StreamingStateCallback, StreamingTrainSet
+from ..data.streaming import train_dataloader as streaming_dataloader
 from ..errors import TrainingHaltedError
 from ..losses import WeightedLoss
 from ..metrics.registry import StreamingMetrics
@@ -52,6 +54,7 @@ from .checkpointing import (
     rotate_checkpoints,
     write_error_text,
 )
+from .consolidation import save_config_beside
 from .evaluation import EvalState, SampleBatch, SampleWriter, first_n, real_count
 from .inference import Inference
 from .neuro_config import NeuroTrainingArguments, deepspeed_requested
@@ -108,6 +111,8 @@ class NeuroTrainer(Trainer):
         train_dataset = self.wrap_dataset(train_dataset, args)
         if hasattr(train_dataset, "set_epoch"):
             callbacks.append(DataEpochCallback(train_dataset))
+        if isinstance(train_dataset, StreamingTrainSet):  # its position goes into each checkpoint
+            callbacks.append(StreamingStateCallback())
         if args.early_stopping_patience is not None:
             callbacks.append(
                 EarlyStoppingCallback(args.early_stopping_patience, args.early_stopping_threshold)
@@ -145,6 +150,12 @@ class NeuroTrainer(Trainer):
             return dataset
         seed = args.data_seed if args.data_seed is not None else args.seed
         return BatchFetchDataset(dataset, seed=seed, index_key=INDEX_KEY if indices else None)
+
+    def get_train_dataloader(self):
+        """A streamed train split is already split by process: its own loader (data/streaming.py)."""
+        if isinstance(self.train_dataset, StreamingTrainSet):
+            return streaming_dataloader(self.train_dataset, self.args)
+        return super().get_train_dataloader()
 
     def get_eval_dataloader(self, eval_dataset=None):
         if isinstance(eval_dataset, datasets.Dataset):
@@ -336,6 +347,7 @@ class NeuroTrainer(Trainer):
             super()._save_checkpoint(model, trial)
             self.args.save_total_limit = limit
             self.accelerator.wait_for_everyone()
+            save_config_beside(self, path)
             if not self.args.should_save:
                 return
             if self.last_eval and self._last_eval_step == self.state.global_step:  # this step's evaluation
