@@ -230,10 +230,14 @@ def _cmd_push(args) -> int:
 
 
 def _cmd_consolidate(args) -> int:
-    from .trainer.consolidation import consolidate
+    from .trainer.consolidation import consolidate, consolidate_in_place
 
-    out = consolidate(args.checkpoint, args.out)
-    print(f"consolidated model: {out}")
+    if args.in_place:
+        if not consolidate_in_place(args.checkpoint, strict=True):
+            raise NeuroTrainError(f"{args.checkpoint}: no shard set to consolidate")
+        print(f"consolidated model: {args.checkpoint} (shards removed)")
+        return 0
+    print(f"consolidated model: {consolidate(args.checkpoint, args.out)}")
     return 0
 
 
@@ -355,6 +359,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("checkpoint", help="a checkpoint (or model) folder holding per-rank shards")
     p.add_argument("--out", default=None, help="output folder (default CHECKPOINT/consolidated)")
+    p.add_argument(
+        "--in-place",
+        action="store_true",
+        help="write the weights into the folder and remove its shards (model/)",
+    )
     p = sub.add_parser("pull", help="snapshot a Hub model repo into the cache and print its folder")
     p.add_argument("repo_id")
     p.add_argument("--revision", default=None)

@@ -62,6 +62,14 @@ def _without_tokens(text: str, token: str | None = None) -> str:
     return text
 
 
+def optimizer_file(path: Path) -> bool:
+    """Training state a published checkpoint leaves out by default: pickles, and the optimizer shards of
+    ZeRO (``*_optim_states.pt``) and FSDP (``optimizer_0/``)."""
+    return (
+        path.name.startswith(PICKLES) or path.name.endswith("_optim_states.pt") or "optimizer_0" in path.parts
+    )
+
+
 def stage_run(
     run_dir: Path,
     dest: Path,
@@ -76,13 +84,11 @@ def stage_run(
         raise NeuroTrainError(f"{run_dir}: no model/ or adapter/ folder (is this a finished run folder?)")
     from .trainer.consolidation import shard_set
 
-    folders = [model] + (sorted(run_dir.glob("checkpoint-*")) if include_checkpoints else [])
-    for folder in folders:
-        if shard_set(folder):
-            raise NeuroTrainError(
-                f"{folder}: per-rank {shard_set(folder)} shards, not a model one process loads: run "
-                f"`neurotrain consolidate {folder}` first"
-            )
+    if shard_set(model):
+        raise NeuroTrainError(
+            f"{model}: per-rank {shard_set(model)} shards, not a model one process loads: run "
+            f"`neurotrain consolidate {model} --in-place` first"
+        )
     if model.is_dir():
         shutil.copytree(model, dest, dirs_exist_ok=True)
     if adapter.is_dir():
@@ -100,7 +106,7 @@ def stage_run(
     if include_checkpoints:
         for ckpt in sorted(run_dir.glob("checkpoint-*")):
             for file in ckpt.rglob("*"):
-                if file.is_file() and (include_optimizer or not file.name.startswith(PICKLES)):
+                if file.is_file() and (include_optimizer or not optimizer_file(file.relative_to(ckpt))):
                     target = dest / "checkpoints" / ckpt.name / file.relative_to(ckpt)
                     target.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(file, target)

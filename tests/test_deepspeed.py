@@ -127,12 +127,12 @@ def test_zero3_saves_full_model_that_auto_classes_load(ddp_sgd):
     assert [p["label"] for p in predicted] == [
         p["label"] for p in Predictor.from_pretrained(zero3).predict(images)
     ]
-    final = (
-        tmp_path / "final_partitions"
-    )  # a model/ folder as Trainer.save_model leaves it without the gather
+    # a final model/ folder as Trainer.save_model leaves it without the gather: partitions only
+    final = tmp_path / "partitioned" / "model"
     shutil.copytree(zero3 / "checkpoint-6", final)
     (final / "model.safetensors").unlink()
     assert consolidate_in_place(final) and not consolidate_in_place(final)  # once; then it is whole
+    assert not any(final.glob("global_step*")) and not (final / "latest").exists()  # shards removed
     assert_exactly(load_file(str(final / "model.safetensors")), weights(zero3, "checkpoint-6"))
 
 

@@ -14,7 +14,7 @@ from neurotrain_hf.cli import main
 from neurotrain_hf.config import build_config
 from neurotrain_hf.runner import build
 
-from .conftest import ROOT, free_port, run_python, tiny_config_dict, write_toml
+from .conftest import free_port, run_python, tiny_config_dict, write_toml
 from .helpers.launch import accelerate_launch
 
 
@@ -59,20 +59,32 @@ def test_fsdp2_shards_consolidate_to_the_exact_weights_one_process_loads(fsdp_ch
         torch.testing.assert_close(model(pixel_values=pixels).logits, by_hand, rtol=0, atol=1e-6)
 
 
-def test_push_refuses_a_shard_set_in_one_line(fsdp_checkpoint, tmp_path, capsys):
-    run, _ = fsdp_checkpoint
+def test_push_refuses_a_shard_set_in_one_line_and_takes_it_once_consolidated(
+    fsdp_checkpoint, tmp_path, capsys
+):
+    from neurotrain_hf.hub import stage_run
+
+    run, reference = fsdp_checkpoint
     shards_only = tmp_path / "sharded_run"
-    shutil.copytree(
-        run / "checkpoint-1", shards_only / "model", ignore=shutil.ignore_patterns("consolidated")
-    )
-    shutil.copy2(run / "model" / "config.json", shards_only / "model" / "config.json")
+    model = shards_only / "model"
+    shutil.copytree(run / "checkpoint-1", model, ignore=shutil.ignore_patterns("consolidated"))
+    shutil.copy2(run / "model" / "config.json", model / "config.json")
     (shards_only / "report.json").write_text(json.dumps({"task": "classification"}), encoding="utf-8")
     assert main(["push", str(shards_only), "someone/sharded"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
-        f"error: {shards_only / 'model'}: per-rank fsdp shards, not a model one process loads: run "
-        f"`neurotrain consolidate {shards_only / 'model'}` first"
+        f"error: {model}: per-rank fsdp shards, not a model one process loads: run "
+        f"`neurotrain consolidate {model} --in-place` first"
     ]
+    assert main(["consolidate", str(model), "--in-place"]) == 0  # what the line says to run
+    staged = stage_run(shards_only, tmp_path / "staged")
+    assert "model.safetensors" in staged and not any("fsdp" in name for name in staged)  # weights, no shards
+    weights = load_file(str(tmp_path / "staged" / "model.safetensors"))
+    assert all(torch.equal(weights[key], reference[key]) for key in reference)
+    assert main(["consolidate", str(model)]) == 2  # nothing left to do: one line
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"error: {model}: no shard set to consolidate (its weights are whole already)"
+    )
 
 
 def test_an_fsdp_config_on_cpu_processes_is_refused_in_one_line(tmp_path):
@@ -87,4 +99,3 @@ def test_an_fsdp_config_on_cpu_processes_is_refused_in_one_line(tmp_path):
         "over gloo); on GPUs recipes/accelerate/fsdp2.yaml (benchmarks/gpu_proof.sh checks it)"
     ]
     assert not (tmp_path / "runs" / "classification" / "t" / "model").exists()
-    assert (ROOT / "recipes" / "accelerate" / "fsdp2.yaml").is_file()

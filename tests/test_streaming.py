@@ -95,6 +95,18 @@ def stream_config(tmp: Path, name: str, root: Path, run_id: str, **training) -> 
     return data
 
 
+def stop_at(step: int):
+    """A callback that ends training after ``step`` (the checkpoint of that step written first)."""
+    from transformers import TrainerCallback
+
+    class StopAt(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == step:
+                control.should_training_stop = True
+
+    return StopAt()
+
+
 def read_log(folder: Path) -> dict[int, dict[int, list[tuple[int, str]]]]:
     """{rank: {epoch: [(batch, sample id), ...]}} from the loader's debug log."""
     out: dict[int, dict[int, list[tuple[int, str]]]] = {}
@@ -107,6 +119,7 @@ def read_log(folder: Path) -> dict[int, dict[int, list[tuple[int, str]]]]:
 
 
 # --- two processes: every layout in one launch ------------------------------------------------------
+STOP_2 = 11  # the 2-process run stopped here: epoch 1, batch 3 (8 batches per epoch)
 LAYOUTS = {  # name: (dataset, train shard sizes, rows left out per epoch on 2 processes)
     "parquet_4_shards": ("parquet", [60, 60, 60, 60], 0),  # whole shards per process
     "parquet_3_shards": ("parquet", [80, 80, 80], 0),  # 3 % 2 != 0: every 2nd row per process
@@ -127,6 +140,12 @@ def two_process_runs(tmp_path_factory):
         root = writer(tmp / "data" / run_id, sizes)
         data = stream_config(tmp, name, root, run_id, num_train_epochs=2)
         configs.append(str(write_toml(tmp / f"{run_id}.toml", data)))
+    root = tmp / "data" / "parquet_3_shards"  # stopped mid-epoch on 2 processes, then resumed
+    stopped = stream_config(tmp, "parquet", root, "resumed", num_train_epochs=2, save_strategy="steps")
+    stopped["training"]["save_steps"] = STOP_2
+    resumed = {**stopped, "training": {**stopped["training"], "resume_from_checkpoint": "last"}}
+    configs.append(f"{write_toml(tmp / 'stopped.toml', stopped)}@{STOP_2}")
+    configs.append(str(write_toml(tmp / "resumed.toml", resumed)))
     proc = accelerate_launch(2, __file__, *configs, timeout=400)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return tmp
@@ -153,6 +172,32 @@ def test_processes_get_disjoint_parts_covering_every_row_once_per_epoch(two_proc
     assert report["global_step"] == 2 * -(-report["streaming"]["rows_per_process"] // 16)
 
 
+@pytest.mark.slow
+def test_two_processes_stopped_mid_epoch_resume_to_every_row_once_and_the_same_weights(two_process_runs):
+    """parquet_3_shards (every 2nd row per process) stopped after step 11 (epoch 1, batch 3) and resumed:
+    per process, the rows of epoch 1 before the stop and after the resume are the uninterrupted run's."""
+    whole = read_log(two_process_runs / "parquet_3_shards.toml.log")
+    first, second = (
+        read_log(two_process_runs / "stopped.toml.log"),
+        read_log(two_process_runs / "resumed.toml.log"),
+    )
+    per_epoch = -(-120 // 16)  # 240 rows on 2 processes: 120 each, 8 batches
+    done = STOP_2 - per_epoch
+    seen = []
+    for rank in (0, 1):
+        assert sorted(second[rank]) == [1]  # the resumed run starts in the epoch it was stopped in
+        before = [d for b, d in first[rank][1] if b < done]
+        after = [d for _, d in second[rank][1]]
+        assert before + after == [d for _, d in whole[rank][1]]  # every row once, in the same order
+        seen += before + after
+    assert len(set(seen)) == len(seen) == 240  # disjoint across processes and complete
+    runs = two_process_runs / "runs" / "classification"
+    a, b = weights(runs / "parquet_3_shards"), weights(runs / "resumed")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert (a[key].float() - b[key].float()).abs().max().item() <= 1e-6, key
+
+
 # --- one process: interrupted and resumed, and against map-style -------------------------------------
 ROWS, EPOCHS, STOP = [200, 200, 200, 200], 6, 70  # 50 batches of 16 per epoch: step 70 is mid second epoch
 PER_EPOCH = sum(ROWS) // 16
@@ -160,15 +205,8 @@ PER_EPOCH = sum(ROWS) // 16
 
 @pytest.fixture(scope="module")
 def one_process_runs(tmp_path_factory):
-    from transformers import TrainerCallback
-
     from neurotrain_hf.config import build_config
     from neurotrain_hf.runner import run
-
-    class StopAt(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step == STOP:
-                control.should_training_stop = True
 
     tmp = tmp_path_factory.mktemp("streaming1")
     root = write_parquet(tmp / "shards", ROWS)
@@ -183,7 +221,7 @@ def one_process_runs(tmp_path_factory):
     reports = {}
     for run_id, extra, callbacks in (
         ("whole", {}, None),
-        ("stopped", {}, [StopAt()]),
+        ("stopped", {}, [stop_at(STOP)]),
         ("stopped", {"resume_from_checkpoint": "last"}, None),
     ):
         data = stream_config(tmp, "parquet", root, run_id, **training, **extra)
@@ -275,7 +313,8 @@ if __name__ == "__main__":  # accelerate launch tests/test_streaming.py CONFIG..
     from neurotrain_hf.config import load_config
     from neurotrain_hf.runner import run, shutdown_distributed
 
-    for path in sys.argv[1:]:
+    for item in sys.argv[1:]:  # CONFIG, or CONFIG@STEP: stop after that step
+        path, _, stop = item.partition("@")
         os.environ[LOG_ENV] = f"{path}.log"
-        run(load_config(path))
+        run(load_config(path), [stop_at(int(stop))] if stop else None)
     shutdown_distributed()

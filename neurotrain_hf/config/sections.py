@@ -132,8 +132,8 @@ class DatasetConfig:
     shuffle_buffer: int = field(
         default=1000,
         metadata={
-            "help": "Streaming: rows in the shuffle buffer (on top of the shard order shuffled each epoch); 0 "
-            "keeps the order of the shards' rows.",
+            "help": "Streaming: rows in the shuffle buffer (the shard order is shuffled each epoch with it); 0 "
+            "turns shuffling off: shards and their rows in their order.",
             "min": 0,
         },
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
+import os
 import tarfile
 from dataclasses import dataclass, field
 from itertools import islice
@@ -42,6 +43,7 @@ class TrainShards:
 
     @property
     def total(self) -> int:
+        """Rows in all shards."""
         return sum(self.rows)
 
     def digest(self) -> str:
@@ -123,16 +125,34 @@ def count_rows(kind: str, file: str, labels: set[int] | None = None) -> int:
                     if ext == "cls" and labels is not None:
                         labels.add(int(tar.extractfile(member).read().decode().strip()))
             return len(keys)
-    except (OSError, ValueError, tarfile.TarError, EOFError) as exc:
+    except Exception as exc:  # noqa: BLE001 - OSError, TarError, EOFError, pyarrow's ArrowInvalid (footer)
         raise DataError(f"[dataset] streaming: cannot read shard {file} ({first_line(exc)})") from None
-    except Exception as exc:  # noqa: BLE001 - pyarrow's ArrowInvalid on a corrupt footer
-        raise DataError(f"[dataset] streaming: cannot read shard {file} ({first_line(exc)})") from None
+
+
+_COUNTED: dict[tuple, TrainShards] = {}  # shards counted in this process, by file (and size, mtime)
+
+
+def _stamp(file: str) -> tuple:
+    """A shard's identity for the count cache: its path, and size and mtime when it is a local file."""
+    try:
+        stat = os.stat(file)
+    except OSError:
+        return (file,)
+    return (file, stat.st_size, stat.st_mtime_ns)
 
 
 def train_shards(cfg: DatasetConfig) -> TrainShards:
-    """The train split's shards with their row counts (read once, before training)."""
+    """The train split's shards with their row counts, counted once per process and shard set (the
+    source's loader and the stream both need them; a WebDataset count reads every tar's headers)."""
     kind, files, features = resolve_files(cfg)
     train = files.get("train") or []
+    key = (kind, *(_stamp(f) for f in train))
+    if key not in _COUNTED:
+        _COUNTED[key] = _count_train_shards(cfg, kind, train, features)
+    return _COUNTED[key]
+
+
+def _count_train_shards(cfg: DatasetConfig, kind: str, train: list[str], features: Any) -> TrainShards:
     if not train:
         raise DataError(f"[dataset] {cfg.name}: {_where(cfg)}: no train shards found for streaming")
     labels: set[int] = set()
@@ -201,8 +221,9 @@ def load_splits(cfg: DatasetConfig) -> datasets.DatasetDict:
             f"[dataset] {cfg.name}: streaming needs the source's own valid and test splits (it has "
             f"{', '.join(files)}); write them as shards, or set valid_ratio = 0 and test_ratio = 0"
         )
-    head = list(islice(iter(open_stream(shards, cfg).decode(False)), HEAD_ROWS))
-    stream_features = open_stream(shards, cfg).features
+    stream = open_stream(shards, cfg)
+    head = list(islice(iter(stream.decode(False)), HEAD_ROWS))
+    stream_features = stream.features
     out = {"train": datasets.Dataset.from_list(head, features=stream_features)}
     for split in ("valid", "test"):
         if split not in files:

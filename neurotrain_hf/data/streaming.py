@@ -35,7 +35,7 @@ from accelerate.data_loader import DataLoaderShard
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
-from ..errors import DataError, NeuroTrainError, TrainingHaltedError, first_line
+from ..errors import ConfigError, DataError, NeuroTrainError, TrainingHaltedError, first_line
 from .loader import dataset_transform, passthrough_collate
 from .shards import WDS_META, TrainShards, open_stream, train_shards
 
@@ -104,7 +104,7 @@ class StreamingTrainSet(torch.utils.data.IterableDataset):
         self.batch_size, self.plan, self.shards = batch_size, plan, shards
         self.seed, self.rank, self.world_size, self.shuffle_buffer = seed, rank, world_size, shuffle_buffer
         self.epoch = 0
-        self._resume: tuple[int, int, bool] | None = None
+        self._resume: tuple[int, int] | None = None
 
     def __len__(self) -> int:
         """Rows per epoch, the same on every process (the Trainer's sample count)."""
@@ -116,12 +116,13 @@ class StreamingTrainSet(torch.utils.data.IterableDataset):
         return math.ceil(self.plan.samples / self.batch_size)
 
     def set_epoch(self, epoch: int) -> None:
+        """Reshuffle for ``epoch`` (shard order and buffer): epochs differ, reruns repeat."""
         self.epoch = int(epoch)
         self.stream.set_epoch(self.epoch)
 
-    def resume_at(self, epoch: int, batches: int, placeholders: bool = True) -> None:
+    def resume_at(self, epoch: int, batches: int) -> None:
         """The next pass over ``epoch`` starts after ``batches`` batches (yielded as empty placeholders)."""
-        self._resume = (int(epoch), int(batches), placeholders)
+        self._resume = (int(epoch), int(batches))
 
     def position(self, global_step: int, accumulation: int) -> dict[str, Any]:
         """Where training stands after ``global_step`` optimizer steps, and what the stream depends on."""
@@ -140,6 +141,7 @@ class StreamingTrainSet(torch.utils.data.IterableDataset):
         }
 
     def batch_seed(self, epoch: int, batch: int) -> int:
+        """The augmentation seed of one batch: the same batch draws the same augmentation after a resume."""
         state = np.random.SeedSequence([self.seed, epoch, self.rank, self.world_size, batch]).generate_state(
             2, np.uint32
         )
@@ -157,15 +159,15 @@ class StreamingTrainSet(torch.utils.data.IterableDataset):
             ) from None
 
     def __iter__(self):
-        epoch, start, placeholders = self.epoch, 0, False
+        epoch, start = self.epoch, 0
         if self._resume is not None and self._resume[0] == epoch:
-            _, start, placeholders = self._resume
+            start = self._resume[1]
         self._resume = None
         rows, limit = self._rows(epoch), self.plan.samples
         taken = min(start * self.batch_size, limit)
         if taken and sum(1 for _ in islice(rows, taken)) < taken:
             raise DataError(f"[dataset] streaming: the train shards hold fewer rows than counted ({taken})")
-        for _ in range(start if placeholders else 0):
+        for _ in range(start):
             yield {}  # dropped by the Trainer's skip of the batches already trained on
         log = self._open_log()
         index = start
@@ -206,15 +208,22 @@ class StreamingTrainSet(torch.utils.data.IterableDataset):
         except NeuroTrainError:
             raise
         except Exception as exc:  # noqa: BLE001 - an undecodable sample is one line naming it
-            where = ", ".join(
-                f"{row['__url__']} key {row['__key__']}" for row in chunk[:1] if "__url__" in row
-            )
+            bad = next((row for row in chunk if self._fails(row)), chunk[0])
+            where = f"{bad['__url__']} key {bad['__key__']}" if "__url__" in bad else ""
             raise DataError(
                 f"[dataset] streaming: a sample of batch {index} (epoch {epoch}, process {self.rank}"
                 f"{', ' + where if where else ''}) cannot be prepared: {first_line(exc)}"
             ) from None
         finally:
             generator.set_state(state)
+
+    def _fails(self, row: dict[str, Any]) -> bool:
+        """Whether the transform fails on this row alone (finding the sample to name after a batch failed)."""
+        try:
+            self.transform({name: collate([row[name]]) for name in self.columns})
+        except Exception:  # noqa: BLE001 - any failure names the row
+            return True
+        return False
 
 
 def match_columns(
@@ -251,6 +260,11 @@ def stream_train_split(config: Any, data: Any) -> StreamingTrainSet:
         raise DataError(
             f"[dataset] streaming: dataset {cfg.name!r} is read whole; streaming reads `parquet` (a folder "
             "from `neurotrain to-parquet`, or a Hub dataset's parquet files through hub_id) and `webdataset`"
+        )
+    if cfg.max_samples:
+        raise ConfigError(
+            f"[dataset] max_samples = {cfg.max_samples} does not shorten a streamed train split: remove it, "
+            "or write fewer rows into the shards"
         )
     proxy = data.splits["train"]
     if not isinstance(proxy, datasets.Dataset):
@@ -343,6 +357,7 @@ class StreamingStateCallback(TrainerCallback, ExportableState):
         self.position: dict[str, Any] = {}
 
     def state(self) -> dict:
+        """What ``trainer_state.json`` keeps of this callback: the stream's position."""
         return {"args": {}, "attributes": {"position": self.position}}
 
     @staticmethod
@@ -360,6 +375,9 @@ class StreamingStateCallback(TrainerCallback, ExportableState):
         if dataset is None or state.global_step == 0:
             return
         here = dataset.position(state.global_step, args.gradient_accumulation_steps)
+        if args.ignore_data_skip:  # the epoch restarts from its first row: no position to match
+            self.position = here
+            return
         saved = (state.stateful_callbacks or {}).get(type(self).__name__) or {}
         saved = (saved[0] if isinstance(saved, list) and saved else saved) or {}
         then = saved.get("attributes", {}).get("position") or {}
@@ -373,8 +391,8 @@ class StreamingStateCallback(TrainerCallback, ExportableState):
         if then and (then.get("epoch"), then.get("batches")) != (here["epoch"], here["batches"]):
             raise TrainingHaltedError(
                 f"resume: the checkpoint's stream stopped at epoch {then.get('epoch')} batch {then.get('batches')}"
-                f", its step {state.global_step} says epoch {here['epoch']} batch {here['batches']}"
+                f", its step {state.global_step} says epoch {here['epoch']} batch {here['batches']} (keep "
+                "gradient_accumulation_steps as it was, or set [training] ignore_data_skip = true)"
             )
         self.position = here
-        if not args.ignore_data_skip:
-            dataset.resume_at(here["epoch"], here["batches"])
+        dataset.resume_at(here["epoch"], here["batches"])

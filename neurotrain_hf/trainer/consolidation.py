@@ -9,6 +9,7 @@ rebuild the full state on one process without a process group; this module is th
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import shutil
 import sys
@@ -16,21 +17,38 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import tomllib
 import torch
 
-from ..errors import NeuroTrainError
+from ..errors import NeuroTrainError, first_line
+from .run_folder import CONFIG_NAME
 
 logger = logging.getLogger(__name__)
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "diffusion_pytorch_model.safetensors")
 SKIPPED = (*WEIGHT_FILES, "neurotrain_complete.json", "trainer_state.json")  # a checkpoint's own records
 FSDP_FOLDER = "pytorch_model_fsdp_0"  # Accelerate's save_fsdp_model, SHARDED_STATE_DICT
 CONSOLIDATED = "consolidated"
+# what a shard set holds besides its global_step*/ folders (removed once consolidated in place)
+SHARD_ENTRIES = ("latest", "zero_to_fp32.py", "zero_to_torch.py", FSDP_FOLDER, "optimizer_0")
+PROCESSOR_FILES = (
+    "preprocessor_config.json",
+    "processor_config.json",
+    "video_preprocessor_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "chat_template.json",
+    "chat_template.jinja",
+)
 
 
 def shard_set(folder: str | Path) -> str | None:
     """``"zero3"`` or ``"fsdp"`` when ``folder`` holds per-rank shards and no full weights, else None."""
     folder = Path(folder)
-    if any((where / name).is_file() for where in (folder, folder / CONSOLIDATED) for name in WEIGHT_FILES):
+    if any((folder / name).is_file() for name in WEIGHT_FILES):
         return None
     if (folder / FSDP_FOLDER / ".metadata").is_file():
         return "fsdp"
@@ -40,25 +58,34 @@ def shard_set(folder: str | Path) -> str | None:
 
 
 def sharded_state_dict(folder: str | Path) -> dict[str, torch.Tensor]:
-    """The full fp32 state dict of a shard set, rebuilt on this one process."""
+    """The full fp32 state dict of a shard set, rebuilt on this one process; one line when it cannot be."""
+    from torch.distributed.checkpoint.api import CheckpointException
+
     folder = Path(folder)
     kind = shard_set(folder)
-    if kind == "zero3":
-        with contextlib.redirect_stdout(sys.stderr):  # DeepSpeed prints its progress: stdout stays ours
-            from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+    if kind is None:
+        whole = any((folder / name).is_file() for name in WEIGHT_FILES)
+        why = "its weights are whole already" if whole else f"no {FSDP_FOLDER}/ and no ZeRO global_step*/"
+        raise NeuroTrainError(f"{folder}: no shard set to consolidate ({why})")
+    try:
+        if kind == "zero3":
+            with contextlib.redirect_stdout(sys.stderr):  # DeepSpeed prints its progress: stdout stays ours
+                from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
-            return get_fp32_state_dict_from_zero_checkpoint(str(folder))
-    if kind == "fsdp":
+                return get_fp32_state_dict_from_zero_checkpoint(str(folder))
         from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
 
         with tempfile.TemporaryDirectory(prefix="neurotrain-dcp-") as tmp:
-            whole = Path(tmp) / "whole.pt"
-            dcp_to_torch_save(str(folder / FSDP_FOLDER), str(whole))
-            state = torch.load(whole, map_location="cpu", weights_only=True)
+            whole_file = Path(tmp) / "whole.pt"
+            dcp_to_torch_save(str(folder / FSDP_FOLDER), str(whole_file))
+            state = torch.load(whole_file, map_location="cpu", weights_only=True)
         return state.get("model", state)  # Accelerate saves {"model": state_dict}
-    raise NeuroTrainError(
-        f"{folder}: no shard set to consolidate (no {FSDP_FOLDER}/ and no ZeRO global_step*/)"
-    )
+    except ImportError as exc:
+        raise NeuroTrainError(f"{folder}: ZeRO-3 shards need deepspeed to consolidate ({exc})") from None
+    except (OSError, ValueError, RuntimeError, KeyError, CheckpointException) as exc:
+        raise NeuroTrainError(
+            f"{folder}: its {kind} shards could not be read ({first_line(exc)}); every rank's files must be here"
+        ) from None
 
 
 def _unshared(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -73,17 +100,34 @@ def _unshared(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def _copy_beside(folder: Path, staging: Path) -> None:
-    """Config, generation and processor files (everything but weights and a checkpoint's own records):
-    the run's model/ folder first (a checkpoint holds no processor), then the checkpoint's, which win."""
-    sources = [folder.parent / "model", folder] if folder.name != "model" else [folder]
-    for source in sources:
-        for file in source.iterdir() if source.is_dir() else ():
-            if file.is_file() and file.suffix in (".json", ".txt", ".model") and file.name not in SKIPPED:
-                shutil.copy2(file, staging / file.name)
-    if not (staging / "config.json").is_file():
-        raise NeuroTrainError(
-            f"{folder}: no config.json here or in {folder.parent / 'model'} to build the model from"
-        )
+    """The folder's config files (not its weights or a checkpoint's own records), the processor files of
+    its run's model/ (a checkpoint holds none), and the task's name when the config lacks it (checkpoint
+    configs get it only with the final model)."""
+    for file in folder.iterdir():
+        if (
+            file.is_file()
+            and file.suffix in (".json", ".txt", ".model", ".jinja")
+            and file.name not in SKIPPED
+        ):
+            shutil.copy2(file, staging / file.name)
+    from ..tasks.base import TASK_KEY
+
+    config, run = staging / "config.json", folder.parent
+    # a final model folder (or its staging copy): its run adds nothing
+    final = folder.name == "model" or folder.name.startswith(".")
+    if not config.is_file() and not final and (run / "model" / "config.json").is_file():
+        shutil.copy2(run / "model" / "config.json", config)  # a checkpoint saved without one
+    if not config.is_file():
+        raise NeuroTrainError(f"{folder}: no config.json here or in {run / 'model'} to build the model from")
+    if final:
+        return
+    for name in PROCESSOR_FILES:
+        if (run / "model" / name).is_file() and not (staging / name).exists():
+            shutil.copy2(run / "model" / name, staging / name)
+    values = json.loads(config.read_text(encoding="utf-8"))
+    if not values.get(TASK_KEY) and (run / CONFIG_NAME).is_file():
+        values[TASK_KEY] = tomllib.loads((run / CONFIG_NAME).read_text(encoding="utf-8"))["basic"]["task"]
+        config.write_text(json.dumps(values, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def consolidate(folder: str | Path, out: str | Path | None = None) -> Path:
@@ -114,8 +158,11 @@ def _check_loads(folder: Path, task: Any, state: dict[str, torch.Tensor]) -> Non
     (plainly: inside a ZeRO-3 run this is the main process alone, other ranks take no part in a load)."""
     from ..adapters import single_process_loading
 
-    with single_process_loading():
-        model = task.load_model(folder)
+    try:
+        with single_process_loading():
+            model = task.load_model(folder)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise NeuroTrainError(f"{folder}: the consolidated model does not load ({first_line(exc)})") from None
     loaded = model.state_dict()
     missing = sorted(set(loaded) - set(state))
     extra = sorted(set(state) - set(loaded))
@@ -125,22 +172,28 @@ def _check_loads(folder: Path, task: Any, state: dict[str, torch.Tensor]) -> Non
         )
 
 
-def consolidate_in_place(folder: str | Path) -> bool:
-    """A final model folder that holds a shard set gets its full weights beside them (True when it did).
-
-    Where this process cannot read every rank's shard (a run folder per node), the folder is left as it
-    is with a warning: ``neurotrain consolidate`` does it once the shards are together."""
+def consolidate_in_place(folder: str | Path, strict: bool = False) -> bool:
+    """A final model folder that holds a shard set gets its full weights and loses the shards (True when
+    it did). Where this process cannot read every rank's shard (a run folder per node), the folder is left
+    as it is with a warning (``strict``: the error), for ``neurotrain consolidate`` once they are together."""
     folder = Path(folder)
     if shard_set(folder) is None:
         return False
     try:
         out = consolidate(folder)
-    except (NeuroTrainError, OSError, ValueError, RuntimeError) as exc:
+    except (NeuroTrainError, OSError) as exc:
+        if strict:
+            raise
         logger.warning("%s holds per-rank shards that could not be consolidated here (%s)", folder, exc)
         return False
     for file in out.iterdir():
         file.replace(folder / file.name)
     out.rmdir()
+    for entry in [*folder.glob("global_step*"), *(folder / name for name in SHARD_ENTRIES)]:
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        elif entry.exists():
+            entry.unlink()
     return True
 
 

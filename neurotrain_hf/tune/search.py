@@ -130,10 +130,14 @@ def optuna_storage(study: Study):
     )
 
 
-def fail_dead_trials(loaded, storage, grace_s: float) -> None:
+def fail_dead_trials(loaded: Any, storage: Any, grace_s: float) -> None:
     """Stale trials turn FAIL (optuna's heartbeat), and so do RUNNING trials that never beat once and
     started over ``grace_s`` ago: a worker killed between optuna's ask and its first heartbeat leaves one,
-    and optuna skips trials without a heartbeat, so the study would count it forever."""
+    and optuna skips trials without a heartbeat, so the study would count it forever.
+
+    ``loaded`` is the optuna study, ``storage`` its ``RDBStorage``. The query reads optuna's RDB schema
+    (tables trials, studies, trial_heartbeats; state names), stable since optuna 2 but not a public API:
+    tests/tune/test_tune.py checks it against the installed optuna."""
     from datetime import datetime, timedelta
 
     import optuna
