@@ -293,6 +293,37 @@ def test_corrupt_shard_is_one_line_naming_it(tmp_path):
     assert str(bad) in str(info.value) and "\n" not in str(info.value)
 
 
+def test_an_unreadable_image_in_a_tar_is_one_line_naming_it(tmp_path):
+    """A truncated PNG among upper-case ``.PNG`` members of mixed modes and sizes, as users' tars come."""
+    from PIL import Image
+
+    from neurotrain_hf.config import build_config
+    from neurotrain_hf.errors import NeuroTrainError
+    from neurotrain_hf.runner import build
+
+    root = write_tars(tmp_path / "tars", [40])
+    train = root / "train-000.tar"
+    with tarfile.open(train) as tar:
+        members = [(m.name, tar.extractfile(m).read()) for m in tar.getmembers()]
+    with tarfile.open(train, "w") as tar:
+        for i, (name, payload) in enumerate(members):
+            if name.endswith(".png"):
+                image = Image.open(io.BytesIO(payload)).convert(["L", "RGB", "RGBA"][i % 3])
+                buffer = io.BytesIO()
+                image.resize((8 + 8 * (i % 2), 8)).save(buffer, format="PNG")
+                payload = buffer.getvalue()[: 20 if name == "000003.png" else None]
+                name = name[:-4] + ".PNG"
+            info = tarfile.TarInfo(name)
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+    data = stream_config(tmp_path, "webdataset", root, "bad_image")
+    data["augmentation"] = {"resize": 8}
+    with pytest.raises(NeuroTrainError) as info:
+        build(build_config(data))
+    message = str(info.value)
+    assert "000003.PNG" in message and "cannot read this image" in message and "\n" not in message
+
+
 def test_streaming_refuses_a_source_without_valid_and_test_splits(tmp_path):
     from neurotrain_hf.config.sections import DatasetConfig
     from neurotrain_hf.data.shards import load_splits

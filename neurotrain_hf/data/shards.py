@@ -165,10 +165,10 @@ def standardize_webdataset(ds: Any, label_names: list[str] | None = None) -> Any
     (``.cls``, or a ``.json`` member's ``label`` key); works on map-style and streaming splits alike."""
     names = list(ds.column_names or ds.features or [])
     image = next((c for c in names if c.lower() in IMAGE_EXTENSIONS), None)
+    if image is not None:  # undecoded before any rename or map: those would decode (and a corrupt one raise)
+        ds = ds.cast_column(image, datasets.Image(decode=False))
     if image is not None and image != "image":
         ds = ds.rename_column(image, "image")
-    if "image" in (ds.column_names or ds.features or []):
-        ds = ds.cast_column("image", datasets.Image(decode=False))
     if "cls" in names:
         ds = ds.rename_column("cls", "label")
     elif "json" in names:
